@@ -1,0 +1,1 @@
+"""Encore core: configuration, data contracts, synthetic data, adapters and the warehouse."""

@@ -1,0 +1,56 @@
+import pytest
+
+from encore.config import ConfigError, default_run_dates, load_config
+
+
+def test_paths_derive_from_home(tmp_path):
+    cfg = load_config({"ENCORE_HOME": str(tmp_path)})
+    assert cfg.paths.lake == str(tmp_path / "lake")
+    assert cfg.paths.warehouse == str(tmp_path / "warehouse" / "encore.duckdb")
+    assert cfg.paths.mlflow_tracking_uri == f"sqlite:///{tmp_path / 'mlflow' / 'mlflow.db'}"
+    assert cfg.lake_path("sequences", "2026-10-05") == f"{tmp_path}/lake/sequences/dt=2026-10-05"
+
+
+def test_env_overrides_are_typed(tmp_path):
+    cfg = load_config(
+        {
+            "ENCORE_HOME": str(tmp_path),
+            "ENCORE__TRAINING__EPOCHS": "3",
+            "ENCORE__TRAINING__BF16": "false",
+            "ENCORE__TRAINING__MODELS": "sasrec,bert4rec",
+            "ENCORE__PHNS__MIXES": "HARD=0.5,EASY=0.2",
+            "ENCORE__PHNS__DEFAULT_MIX": "EASY",
+            "ENCORE__PATHS__LAKE": "s3a://bucket/lake",
+        }
+    )
+    assert cfg.training.epochs == 3 and cfg.training.bf16 is False
+    assert cfg.training.models == ("sasrec", "bert4rec")
+    assert cfg.phns.mixes == {"HARD": 0.5, "EASY": 0.2}
+    assert cfg.lake_path("sequences") == "s3a://bucket/lake/sequences"
+
+
+def test_toml_file_then_env(tmp_path):
+    toml = tmp_path / "encore.toml"
+    toml.write_text('[inference]\nk = 5\n[data]\nn_users = 40\n')
+    cfg = load_config({"ENCORE_HOME": str(tmp_path), "ENCORE_CONFIG": str(toml), "ENCORE__INFERENCE__K": "7"})
+    assert cfg.inference.k == 7 and cfg.data.n_users == 40
+
+
+@pytest.mark.parametrize(
+    "env, message",
+    [
+        ({"ENCORE__TRAINING__EPOCHS": "many"}, "ENCORE__TRAINING__EPOCHS"),
+        ({"ENCORE__TRAINING__EPOCS": "3"}, "unknown setting 'epocs'"),
+        ({"ENCORE__NOPE__X": "1"}, "ENCORE__NOPE__X"),
+        ({"ENCORE__TRAINING__CONTRASTIVE": "both"}, "training.contrastive"),
+        ({"ENCORE__TRAINING__HEADS": "3"}, "divisible"),
+    ],
+)
+def test_bad_values_fail_with_their_name(tmp_path, env, message):
+    with pytest.raises(ConfigError, match=message):
+        load_config({"ENCORE_HOME": str(tmp_path), **env})
+
+
+def test_default_run_dates_are_last_days_of_dataset(tmp_path):
+    cfg = load_config({"ENCORE_HOME": str(tmp_path)}, data={"start_date": "2026-10-01", "n_days": 30})
+    assert default_run_dates(cfg) == ["2026-10-28", "2026-10-29", "2026-10-30"]

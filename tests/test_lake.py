@@ -1,0 +1,21 @@
+import pyarrow as pa
+import pytest
+
+from encore import lake
+
+
+def test_write_partition_replaces_only_that_date(cfg):
+    lake.write_partition(cfg, "t", "2026-10-05", pa.table({"x": [1, 2]}))
+    lake.write_partition(cfg, "t", "2026-10-06", pa.table({"x": [3]}))
+    lake.write_partition(cfg, "t", "2026-10-05", pa.table({"x": [9]}))
+    assert lake.partition_dates(cfg, "t") == ["2026-10-05", "2026-10-06"]
+    assert lake.read_partition(cfg, "t", "2026-10-05").column("x").to_pylist() == [9]
+    assert lake.read_partition(cfg, "t", "2026-10-06").column("x").to_pylist() == [3]
+    both = lake.read_table(cfg, "t", since="2026-10-05", until="2026-10-06")
+    assert sorted(zip(both.column("dt").to_pylist(), both.column("x").to_pylist())) == [
+        ("2026-10-05", 9), ("2026-10-06", 3)]
+
+
+def test_missing_partition_names_table_and_date(cfg):
+    with pytest.raises(FileNotFoundError, match=r"'t' has no partition dt=2026-10-05"):
+        lake.read_partition(cfg, "t", "2026-10-05")

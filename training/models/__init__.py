@@ -1,0 +1,39 @@
+"""Sequence models. Every model class implements the same small interface so the
+trainer, losses, metrics and inference work with any of them:
+
+* ``config`` — its config dataclass (``n_items`` first field; saved with the weights);
+* ``encode(seqs [B, L]) -> hidden [B, L, D]``;
+* ``predict_vectors(hidden) -> [..., D]`` — dotted with ``item_embeddings()``;
+* ``item_embeddings() -> [n_items + 2, D]`` (row = item id; 0 padding, n_items + 1 mask);
+* ``score_all(seqs [B, L]) -> [B, n_items]`` — next-item scores, column c = item id c + 1;
+* ``training_inputs(batch) -> (inputs [B, L], targets [B, L])`` — 0 = no target.
+
+``MODELS`` maps a CLI/registry name to (config class, model class); a new model
+registers itself here.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from torch import nn
+
+from training.models.bert4rec import BERT4Rec, BERT4RecConfig
+from training.models.sasrec import SASRec, SASRecConfig
+
+MODELS: dict[str, tuple[type, type[nn.Module]]] = {
+    "sasrec": (SASRecConfig, SASRec),
+    "bert4rec": (BERT4RecConfig, BERT4Rec),
+}
+
+
+def build_model(name: str, n_items: int, **settings) -> nn.Module:
+    """Instantiate ``name`` with the settings its config dataclass knows (others ignored)."""
+    if name not in MODELS:
+        raise ValueError(f"unknown model {name!r}; known: {sorted(MODELS)}")
+    config_cls, model_cls = MODELS[name]
+    known = {f.name for f in dataclasses.fields(config_cls)}
+    return model_cls(config_cls(n_items=n_items, **{k: v for k, v in settings.items() if k in known}))
+
+
+__all__ = ["MODELS", "build_model", "SASRec", "SASRecConfig", "BERT4Rec", "BERT4RecConfig"]

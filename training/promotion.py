@@ -1,0 +1,116 @@
+"""Champion / challenger promotion with MLflow registry aliases.
+
+Tonight's best model gets the alias ``challenger``. It takes ``champion`` only
+if, evaluated on the same validation data as the current champion, it beats it
+on ``cfg.promotion.metric`` by at least ``cfg.promotion.margin`` and does not
+make the guard metric (skip down-ranking MRR, lower is better) worse. With no
+champion yet, the challenger is promoted. Every decision is logged with its
+reason and appended to the lake table ``promotions``.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict, dataclass
+from typing import Callable
+
+import pyarrow as pa
+from mlflow import MlflowClient
+from mlflow.exceptions import MlflowException
+
+from encore import lake
+from encore.config import EncoreConfig
+
+log = logging.getLogger(__name__)
+
+CHAMPION, CHALLENGER = "champion", "challenger"
+
+
+@dataclass
+class PromotionDecision:
+    run_date: str
+    challenger_version: str
+    champion_version: str | None  # champion before the decision
+    promoted: bool
+    metric: str
+    challenger_value: float
+    champion_value: float | None
+    guard_metric: str
+    challenger_guard: float | None
+    champion_guard: float | None
+    reason: str
+
+
+def decide(
+    challenger: dict[str, float], champion: dict[str, float] | None, metric: str, margin: float, guard_metric: str
+) -> tuple[bool, str]:
+    """Pure decision rule: (promote?, reason)."""
+    if metric not in challenger:
+        raise KeyError(f"challenger metrics lack the promotion metric {metric!r}: {sorted(challenger)}")
+    if champion is None:
+        return True, "no champion yet: first model becomes champion"
+    gain = challenger[metric] - champion[metric]
+    if gain < margin or gain <= 0:
+        return False, f"{metric} {challenger[metric]:.4f} vs champion {champion[metric]:.4f}: gain {gain:+.4f} below margin {margin}"
+    if guard_metric in challenger and guard_metric in champion and challenger[guard_metric] > champion[guard_metric]:
+        return False, (
+            f"{guard_metric} got worse ({challenger[guard_metric]:.4f} > {champion[guard_metric]:.4f}) "
+            f"although {metric} improved by {gain:+.4f}"
+        )
+    return True, f"{metric} {challenger[metric]:.4f} beats champion {champion[metric]:.4f} by {gain:+.4f}"
+
+
+def current_champion(client: MlflowClient, model_name: str) -> str | None:
+    try:
+        return str(client.get_model_version_by_alias(model_name, CHAMPION).version)
+    except MlflowException:
+        return None
+
+
+def promote(
+    cfg: EncoreConfig,
+    run_date: str,
+    challenger_version: str,
+    evaluate: Callable[[str], dict[str, float]],
+    client: MlflowClient | None = None,
+) -> PromotionDecision:
+    """Set ``challenger`` to the version, compare it with ``champion`` on today's validation data, decide.
+
+    ``evaluate(version)`` returns validation metrics of a registered version on
+    the run date's validation data; both models go through the same function.
+    """
+    p = cfg.promotion
+    client = client or MlflowClient(cfg.paths.mlflow_tracking_uri)
+    client.set_registered_model_alias(p.registered_model, CHALLENGER, challenger_version)
+    champion_version = current_champion(client, p.registered_model)
+    challenger_metrics = evaluate(challenger_version)
+    champion_metrics = evaluate(champion_version) if champion_version else None
+    if champion_version == challenger_version:
+        promoted, reason = False, "challenger is already champion"
+    else:
+        promoted, reason = decide(challenger_metrics, champion_metrics, p.metric, p.margin, p.guard_metric)
+    if promoted:
+        client.set_registered_model_alias(p.registered_model, CHAMPION, challenger_version)
+    decision = PromotionDecision(
+        run_date=str(run_date),
+        challenger_version=str(challenger_version),
+        champion_version=champion_version,
+        promoted=promoted,
+        metric=p.metric,
+        challenger_value=challenger_metrics[p.metric],
+        champion_value=champion_metrics[p.metric] if champion_metrics else None,
+        guard_metric=p.guard_metric,
+        challenger_guard=challenger_metrics.get(p.guard_metric),
+        champion_guard=champion_metrics.get(p.guard_metric) if champion_metrics else None,
+        reason=reason,
+    )
+    log.info("promotion %s: %s v%s (%s)", run_date, "PROMOTED" if promoted else "kept champion", challenger_version, reason)
+    lake.write_partition(cfg, "promotions", run_date, pa.Table.from_pylist([asdict(decision)]))
+    return decision
+
+
+def champion_history(cfg: EncoreConfig) -> list[dict]:
+    """All promotion decisions so far, oldest first (for the run report)."""
+    if not lake.partition_dates(cfg, "promotions"):
+        return []
+    return lake.read_table(cfg, "promotions").to_pylist()

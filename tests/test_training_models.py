@@ -1,0 +1,262 @@
+"""Sequence data, models, losses and metrics on small hand-checked examples."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pyarrow as pa
+import pytest
+import torch
+
+from training.data import ItemVocab, SequenceData, history_mask
+from training.evaluation import evaluate_model
+from training.losses import NegativeSampler, full_softmax_loss, sampled_softmax_loss, skip_infonce_loss
+from training.metrics import candidate_ranks, metrics_from_ranks, ranks_of_all, target_ranks
+from training.models import BERT4Rec, BERT4RecConfig, SASRec, SASRecConfig, build_model
+from training.toy_data import toy_sequence_table
+
+
+def hand_table() -> pa.Table:
+    # user x: a b(skip) c d e(skip) f -> positives at 0, 2, 3, 5: valid = 3 (d), test = 5 (f)
+    # user y: c a(skip) b e -> positives 0, 2, 3: valid = 2 (b), test = 3 (e)
+    return pa.Table.from_pylist(
+        [
+            {"user_id": "x", "item_ids": list("abcdef"), "is_skip": [False, True, False, False, True, False],
+             "completion": [1.0, 0.1, 1.0, 0.9, 0.0, 1.0], "valid_idx": 3, "test_idx": 5},
+            {"user_id": "y", "item_ids": list("cabe"), "is_skip": [False, True, False, False],
+             "completion": [1.0, 0.2, 1.0, 1.0], "valid_idx": 2, "test_idx": 3},
+        ]
+    )
+
+
+# ---- data -----------------------------------------------------------------------
+
+
+def test_vocabulary_ids_and_roundtrip(tmp_path):
+    data = SequenceData.from_arrow(hand_table())
+    vocab = data.vocab
+    assert vocab.item_ids == list("abcdef") and vocab.mask_id == 7 and vocab.size == 8
+    assert data.items.tolist() == [1, 2, 3, 4, 5, 6, 3, 1, 2, 5]
+    assert vocab.encode(["f", "zzz", "a"]).tolist() == [6, 0, 1]  # unknown -> padding
+    vocab.save(tmp_path / "vocab.json")
+    again = ItemVocab.load(tmp_path / "vocab.json")
+    assert again.decode(np.array([[6, 1]])).tolist() == [["f", "a"]]
+    with pytest.raises(ValueError):
+        again.decode(np.array([0]))
+
+
+def test_splits_follow_leave_last_out_and_next_positive_targets():
+    data = SequenceData.from_arrow(hand_table())
+    a, b, c, d, e, f = range(1, 7)
+    train = data.split("train", max_seq_len=4)
+    # x: events before the valid target d: a b c; target = next positive inside [0, 3):
+    # a -> c, b(skip) -> c, c -> d is the valid target, outside the train range -> none.
+    # y: c a(skip) before its valid target b: no target inside the range -> y is left out.
+    assert train.seq.tolist() == [[0, a, b, c]]
+    assert train.next_pos.tolist() == [[0, c, c, 0]]
+    assert train.user_index.tolist() == [0]
+
+    valid = data.split("valid", max_seq_len=4)
+    assert valid.seq.tolist() == [[0, a, b, c], [0, 0, c, a]]
+    assert valid.target.tolist() == [d, b]
+
+    test = data.split("test", max_seq_len=4)
+    # x: a b c d e before f, truncated to the most recent 4
+    assert test.seq.tolist() == [[b, c, d, e], [0, c, a, b]]
+    assert test.is_skip.tolist() == [[True, False, False, True], [False, False, True, False]]
+    assert test.target.tolist() == [f, e]
+    assert test.skip_negatives.tolist() == [[b, 0, 0, e], [0, 0, a, 0]]
+    assert test.completion[0].tolist() == pytest.approx([0.1, 1.0, 0.9, 0.0])
+
+    inference = data.split("inference", max_seq_len=6)
+    assert inference.seq[0].tolist() == [a, b, c, d, e, f]
+
+
+def test_history_mask_marks_items_of_window():
+    seq = torch.tensor([[0, 2, 3, 2], [1, 0, 0, 4]])
+    skip = torch.tensor([[False, True, False, False], [True, False, False, False]])
+    assert history_mask(seq, 4).tolist() == [[False, True, True, False], [True, False, False, True]]
+    assert history_mask(seq, 4, positive_only=~skip).tolist() == [[False, True, True, False], [False, False, False, True]]
+
+
+# ---- models ---------------------------------------------------------------------
+
+
+def tiny(model_cls, config_cls, **kw):
+    torch.manual_seed(0)
+    return model_cls(config_cls(n_items=20, max_seq_len=8, hidden=16, layers=2, heads=2, dropout=0.0, **kw)).eval()
+
+
+def test_sasrec_is_causal():
+    model = tiny(SASRec, SASRecConfig)
+    seqs = torch.tensor([[0, 0, 3, 4, 5, 6, 7, 8]])
+    changed = seqs.clone()
+    changed[0, 5] = 19
+    with torch.no_grad():
+        before, after = model.encode(seqs), model.encode(changed)
+    assert torch.allclose(before[:, :5], after[:, :5], atol=1e-6)
+    assert not torch.allclose(before[:, 5:], after[:, 5:], atol=1e-4)
+
+
+def test_sasrec_ignores_padding_and_scores_every_item():
+    model = tiny(SASRec, SASRecConfig)
+    with torch.no_grad():
+        short = model.score_all(torch.tensor([[0, 0, 0, 0, 0, 3, 4, 5]]))
+        shorter_window = model.score_all(torch.tensor([[0, 0, 3, 4, 5]]))
+        all_pad = model.score_all(torch.zeros(1, 8, dtype=torch.long))
+    assert short.shape == (1, 20)
+    assert torch.allclose(short, shorter_window, atol=1e-5)  # positions align at the newest event
+    assert torch.isfinite(all_pad).all()
+
+
+def test_bert4rec_is_bidirectional_and_appends_mask():
+    model = tiny(BERT4Rec, BERT4RecConfig)
+    seqs = torch.tensor([[0, 0, 3, 4, 5, 6, 7, 8]])
+    changed = seqs.clone()
+    changed[0, 6] = 19
+    with torch.no_grad():
+        assert not torch.allclose(model.encode(seqs)[:, 2], model.encode(changed)[:, 2], atol=1e-4)
+    appended = model.append_mask(seqs)
+    assert appended.tolist() == [[0, 3, 4, 5, 6, 7, 8, 21]]  # mask id = n_items + 1
+    with torch.no_grad():
+        expected = model.predict_vectors(model.encode(appended)[:, -1]) @ model.item_emb.weight[1:21].T
+        assert torch.allclose(model.score_all(seqs), expected)
+
+
+def test_bert4rec_masks_only_positive_events():
+    from training.data import SequenceBatch
+
+    seq = torch.tensor([[0, 0, 3, 4, 5, 6, 7, 8]] * 50)
+    skip = torch.zeros_like(seq, dtype=torch.bool)
+    skip[:, 3] = True  # item 4 is a skip: never a cloze target
+    zeros = torch.zeros_like(seq)
+    batch = SequenceBatch(seq, skip, zeros.float(), zeros, zeros[:, 0], torch.arange(50))
+    model = tiny(BERT4Rec, BERT4RecConfig, mask_prob=0.5)
+    torch.manual_seed(1)
+    inputs, targets = model.training_inputs(batch)
+    masked = inputs == model.mask_id
+    assert masked.any(dim=1).all()  # every row trains on at least one position
+    assert not masked[:, :2].any() and not masked[:, 3].any()  # never padding, never the skip
+    assert torch.equal(targets != 0, masked)
+    assert torch.equal(targets[masked], seq[masked])
+    assert torch.equal(inputs[~masked], seq[~masked])
+    # no random draw -> exactly the newest positive is masked (the prediction shape)
+    model.config.mask_prob = 0.0
+    inputs, targets = model.training_inputs(batch)
+    assert (inputs == model.mask_id).nonzero()[:, 1].unique().tolist() == [7]
+    assert targets[:, 7].unique().tolist() == [8]
+
+
+def test_build_model_rejects_unknown_names():
+    assert isinstance(build_model("sasrec", 5, hidden=8, heads=2, unknown_setting=1), SASRec)
+    with pytest.raises(ValueError, match="unknown model"):
+        build_model("gru4rec", 5)
+
+
+# ---- losses ---------------------------------------------------------------------
+
+
+def test_sampled_softmax_matches_hand_computation():
+    table = torch.tensor([[0.0, 0.0], [1.0, 0.0], [0.0, 1.0], [1.0, 1.0], [0.0, 0.0]])  # pad, 3 items, mask
+    vectors = torch.tensor([[2.0, 1.0]])
+    targets = torch.tensor([1])  # score 2
+    negatives = torch.tensor([2, 3, 1])  # scores 1, 3, and the target itself (masked out)
+    expected = -(2 - math.log(math.exp(2) + math.exp(1) + math.exp(3)))
+    assert sampled_softmax_loss(vectors, targets, table, negatives).item() == pytest.approx(expected, rel=1e-6)
+    # full softmax over items 1..3 is the same set here
+    assert full_softmax_loss(vectors, targets, table).item() == pytest.approx(expected, rel=1e-6)
+
+
+def test_negative_sampler_is_per_epoch_and_reproducible():
+    sampler = NegativeSampler(n_items=100, n_samples=50, seed=3)
+    first = sampler.resample(1).clone()
+    assert torch.equal(first, NegativeSampler(100, 50, 3).resample(1))
+    assert not torch.equal(first, sampler.resample(2))
+    assert first.min() >= 1 and first.max() <= 100
+
+
+def test_skip_infonce_matches_hand_computation():
+    table = torch.tensor([[0.0, 0.0], [1.0, 0.0], [0.0, 2.0], [-1.0, 0.0], [1.0, 1.0]])
+    anchors = torch.tensor([[[3.0, 0.0], [0.0, 1.0]]])  # [B=1, L=2, D]
+    positives = torch.tensor([[1, 0]])  # second position has no target
+    negatives = torch.tensor([[2, 3, 1, 0]])  # item 1 equals the positive -> ignored; 0 = none
+    t = 0.5
+    # cos(anchor, item1) = 1, cos(anchor, item2) = 0, cos(anchor, item3) = -1
+    expected = -math.log(math.exp(1 / t) / (math.exp(1 / t) + math.exp(0 / t) + math.exp(-1 / t)))
+    loss = skip_infonce_loss(anchors, positives, negatives, table, temperature=t)
+    assert loss.item() == pytest.approx(expected, rel=1e-6)
+    # no usable negative -> zero (and still differentiable)
+    zero = skip_infonce_loss(anchors.requires_grad_(), positives, torch.tensor([[1, 0]]), table, t)
+    assert zero.item() == 0.0
+    zero.backward()
+
+
+# ---- metrics --------------------------------------------------------------------
+
+
+def brute_force_rank(scores: np.ndarray, target: int, excluded: set[int]) -> int:
+    return 1 + sum(1 for j, s in enumerate(scores) if j != target and j not in excluded and s > scores[target])
+
+
+def test_target_ranks_and_metrics_match_numpy_reference():
+    rng = np.random.default_rng(0)
+    scores = rng.normal(size=(40, 30))
+    targets = rng.integers(0, 30, size=40)
+    excluded = rng.random((40, 30)) < 0.2
+    excluded[np.arange(40), targets] = False
+    ranks = target_ranks(torch.tensor(scores), torch.tensor(targets), torch.tensor(excluded))
+    expected = [brute_force_rank(scores[u], targets[u], set(np.flatnonzero(excluded[u]))) for u in range(40)]
+    assert ranks.tolist() == expected
+    assert ranks_of_all(torch.tensor(scores), torch.tensor(excluded))[np.arange(40), targets].tolist() == expected
+
+    metrics = metrics_from_ranks(ranks)
+    r = np.array(expected, dtype=float)
+    for k in (1, 5, 10, 20):
+        assert metrics[f"hr@{k}"] == pytest.approx(np.mean(r <= k), abs=1e-6)
+        assert metrics[f"ndcg@{k}"] == pytest.approx(np.mean(np.where(r <= k, 1 / np.log2(r + 1), 0)), abs=1e-6)
+        assert metrics[f"mrr@{k}"] == pytest.approx(np.mean(np.where(r <= k, 1 / r, 0)), abs=1e-6)
+    assert metrics["recall@5"] == metrics["hr@5"]
+
+
+def test_candidate_ranks_hand_example():
+    scores = torch.tensor([[0.1, 0.9, 0.5, 0.7, 0.2]])
+    # target column 2 (0.5) among candidates 1 (0.9), 4 (0.2), 2 (itself, ignored), 3 (0.7, masked off)
+    ranks = candidate_ranks(scores, torch.tensor([2]), torch.tensor([[1, 4, 2, 3]]), torch.tensor([[True, True, True, False]]))
+    assert ranks.tolist() == [2]
+
+
+class HashScorer:
+    """Deterministic scores from the window contents (a stand-in for a model)."""
+
+    def __init__(self, n_items: int, seed: int = 0):
+        self.weights = torch.tensor(np.random.default_rng(seed).normal(size=(n_items + 2, n_items)), dtype=torch.float32)
+
+    def score_all(self, seqs: torch.Tensor) -> torch.Tensor:
+        return self.weights[seqs].sum(dim=1) + 0.01 * seqs[:, -1:].float()
+
+
+@pytest.mark.parametrize("exclude_history", [True, False])
+def test_evaluate_model_matches_numpy_reference(exclude_history):
+    data = SequenceData.from_arrow(toy_sequence_table(n_users=30, n_items=25, skip_rate=0.4, seed=2))
+    split = data.split("test", max_seq_len=10)
+    scorer = HashScorer(data.n_items)
+    got = evaluate_model(scorer, split, data.n_items, exclude_history=exclude_history, batch_size=7)
+
+    scores = scorer.score_all(split.seq).numpy()
+    ranks, skip_rr = [], []
+    for u in range(len(split)):
+        seq, skip, target = split.seq[u].numpy(), split.is_skip[u].numpy(), int(split.target[u]) - 1
+        window = {int(i) - 1 for i in seq if i}
+        positive = {int(i) - 1 for i, s in zip(seq, skip) if i and not s}
+        skipped_only = {int(i) - 1 for i, s in zip(seq, skip) if i and s} - positive
+        ranks.append(brute_force_rank(scores[u], target, (window - {target}) if exclude_history else set()))
+        if skipped_only:
+            skip_rr.append(np.mean([1 / brute_force_rank(scores[u], j, positive) for j in skipped_only]))
+    r = np.array(ranks, dtype=float)
+    assert got["n_users"] == len(split)
+    assert got["hr@10"] == pytest.approx(np.mean(r <= 10), abs=1e-6)
+    assert got["ndcg@10"] == pytest.approx(np.mean(np.where(r <= 10, 1 / np.log2(r + 1), 0)), abs=1e-6)
+    assert got["mrr"] == pytest.approx(np.mean(1 / r), abs=1e-6)
+    assert got["skip_users"] == len(skip_rr) > 5
+    assert got["skip_mrr"] == pytest.approx(np.mean(skip_rr), abs=1e-6)

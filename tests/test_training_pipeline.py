@@ -1,0 +1,146 @@
+"""Trainer, checkpoint resume, MLflow tracking/registry, inference and CLI."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+import torch
+
+from encore.config import ConfigError
+from encore.contracts import MODEL_RUN, arrow_schema
+from training.data import SequenceData
+from training.inference import load_model_for_inference, recommend_for_users, recommend_top_k
+from training.models import build_model
+from training.toy_data import toy_sequence_table
+from training.trainer import Trainer, TrainSettings, seed_everything
+
+SMALL = dict(hidden=32, layers=1, heads=2, dropout=0.1, max_seq_len=16)
+
+
+@pytest.fixture(scope="module")
+def toy() -> SequenceData:
+    return SequenceData.from_arrow(toy_sequence_table(n_users=48, n_items=20, skip_rate=0.25, seed=1))
+
+
+def settings(**kw) -> TrainSettings:
+    base = dict(epochs=3, batch_size=16, lr=5e-3, max_seq_len=16, n_sampled=10, patience=50, seed=5, device="cpu",
+                progress=False)
+    return TrainSettings(**{**base, **kw})
+
+
+def test_sasrec_overfits_a_deterministic_toy_dataset():
+    # no skips: the next positive is always the successor of the newest item, so
+    # a working causal model must get every validation target right
+    clean = SequenceData.from_arrow(toy_sequence_table(n_users=32, n_items=20, skip_rate=0.0, seed=1))
+    seed_everything(0)
+    model = build_model("sasrec", clean.n_items, **{**SMALL, "dropout": 0.0})
+    trainer = Trainer(model, clean, settings(epochs=12, lr=1e-2, loss="full_softmax", exclude_history=False))
+    result = trainer.fit()
+    nll = [row["nll"] for row in result.history]
+    assert nll[-1] < 0.1 * nll[0]
+    assert result.best_valid["hr@1"] == 1.0
+
+
+@pytest.mark.parametrize("model_name,contrastive", [("sasrec", "item"), ("bert4rec", "encoder")])
+def test_resume_gives_same_next_epoch_loss(tmp_path, toy, model_name, contrastive):
+    def run(epochs: int, directory):
+        seed_everything(11)
+        model = build_model(model_name, toy.n_items, **SMALL)
+        trainer = Trainer(model, toy, settings(epochs=epochs, contrastive=contrastive), checkpoint_dir=directory)
+        return trainer.fit(resume=True)
+
+    uninterrupted = run(3, tmp_path / "a")
+    run(2, tmp_path / "b")  # "crashes" after epoch 2: only its checkpoint survives
+    resumed = run(3, tmp_path / "b")
+    assert [row["epoch"] for row in resumed.history] == [1, 2, 3]
+    assert resumed.history[2]["loss"] == pytest.approx(uninterrupted.history[2]["loss"], rel=1e-5)
+    assert resumed.history[2]["valid_ndcg@10"] == pytest.approx(uninterrupted.history[2]["valid_ndcg@10"], rel=1e-5)
+    assert resumed.history[2]["loss"] != pytest.approx(uninterrupted.history[1]["loss"], rel=1e-5)
+
+
+def test_early_stopping_and_bad_settings(toy):
+    with pytest.raises(ConfigError, match="contrastive"):
+        settings(contrastive="both").validate()
+    with pytest.raises(ConfigError, match="unknown training setting"):
+        from encore.config import TrainingConfig
+
+        TrainSettings.from_config(TrainingConfig(), epoch=3)
+    seed_everything(0)
+    model = build_model("sasrec", toy.n_items, **SMALL)
+    result = Trainer(model, toy, settings(epochs=30, lr=1e-12, patience=2)).fit()  # ~no update: nothing improves
+    assert result.stopped_early and len(result.history) == 3 and result.best_epoch == 1
+
+
+def test_recommend_top_k_excludes_history_in_chunks():
+    class Fixed:
+        def score_all(self, seqs):
+            return torch.arange(5, dtype=torch.float32).repeat(len(seqs), 1)  # item 5 best, then 4, ...
+
+    seqs = torch.tensor([[0, 5, 3], [0, 0, 1], [2, 4, 5]])
+    ids, scores = recommend_top_k(Fixed(), seqs, k=2, exclude=True, chunk_size=2)
+    assert ids.tolist() == [[4, 2], [5, 4], [3, 1]]
+    assert scores.tolist() == [[3.0, 1.0], [4.0, 3.0], [2.0, 0.0]]
+    ids, _ = recommend_top_k(Fixed(), seqs, k=1, exclude=False)
+    assert ids.tolist() == [[5], [5], [5]]
+
+
+def test_train_model_tracks_registers_and_serves(cfg, toy):
+    import mlflow
+    from mlflow import MlflowClient
+
+    from training.train import train_model
+
+    out = train_model(cfg, "2026-10-30", "sasrec", data=toy, dataset="toy", epochs=2, contrastive="item",
+                      progress=False, **{k: v for k, v in SMALL.items()})
+    assert out["model_name"] == "sasrec+cl_item" and out["model_version"] == "1"
+    assert 0.0 <= out["test"]["ndcg@10"] <= 1.0 and "skip_mrr" in out["valid"]
+
+    mlflow.set_tracking_uri(cfg.paths.mlflow_tracking_uri)
+    assert cfg.paths.mlflow_tracking_uri.startswith("sqlite:///")
+    run = MlflowClient().get_run(out["run_id"])
+    assert run.data.params["contrastive"] == "item" and run.data.params["n_users"] == "48"
+    assert run.data.metrics["test_ndcg_at_10"] == pytest.approx(out["test"]["ndcg@10"])
+    history = MlflowClient().get_metric_history(out["run_id"], "loss")
+    assert [m.step for m in history] == [1, 2]
+    version = MlflowClient().get_model_version(cfg.promotion.registered_model, "1")
+    assert version.run_id == out["run_id"] and version.tags["model_name"] == "sasrec+cl_item"
+
+    rows = pq.read_table(out["model_runs_path"])
+    assert rows.schema.equals(arrow_schema(MODEL_RUN))
+    assert set(rows.column("split").to_pylist()) == {"valid", "test"}
+    assert out["model_runs_path"].endswith(f"dt=2026-10-30/{out['run_id']}.parquet")
+
+    bundle = load_model_for_inference(cfg, f"models:/{cfg.promotion.registered_model}/1", device="cpu")
+    assert bundle.meta["model_version"] == "1" and bundle.vocab.item_ids == toy.vocab.item_ids
+    recs = recommend_for_users(bundle, toy, k=3).to_pandas()
+    assert len(recs) == 3 * toy.n_users and recs["rank"].tolist()[:3] == [1, 2, 3]
+    first_user_items = set(toy_sequence_table(n_users=48, n_items=20, skip_rate=0.25, seed=1)["item_ids"][0].as_py())
+    assert not first_user_items & set(recs[recs.user_id == "u0000"].item_id)
+
+    pyfunc = mlflow.pyfunc.load_model(f"models:/{cfg.promotion.registered_model}/1")
+    predicted = pyfunc.predict(pd.DataFrame({"item_ids": [["i001", "i002"]]}), params={"k": 4})
+    assert len(predicted["item_ids"][0]) == 4 and not {"i001", "i002"} & set(predicted["item_ids"][0])
+
+
+def test_cli_reports_bad_configuration(cfg, capsys):
+    from training.train import main
+
+    assert main(["--run-date", "2026-10-30", "--hidden", "30", "--heads", "8", "--quiet"]) == 2
+    assert "divisible" in capsys.readouterr().err
+    assert main(["--run-date", "2026-10-30", "--quiet"]) == 2  # no sequences partition yet
+    assert "no sequences" in capsys.readouterr().err
+
+
+def test_evaluate_registered_version_reads_the_lake(cfg, toy):
+    import pyarrow.parquet as pq_
+
+    from training.train import evaluate_registered_version, train_model
+
+    table = toy_sequence_table(n_users=48, n_items=20, skip_rate=0.25, seed=1)
+    partition = cfg.lake_path("sequences", "2026-10-30")
+    __import__("pathlib").Path(partition).mkdir(parents=True)
+    pq_.write_table(table, f"{partition}/part-0.parquet")
+    out = train_model(cfg, "2026-10-30", "sasrec", dataset="toy", epochs=1, contrastive="none", progress=False, **SMALL)
+    metrics = evaluate_registered_version(cfg, "2026-10-30", out["model_version"])
+    assert metrics["ndcg@10"] == pytest.approx(out["valid"]["ndcg@10"], abs=1e-6)

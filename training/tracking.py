@@ -1,0 +1,163 @@
+"""MLflow tracking and the lake copy of run metrics (MODEL_RUN contract).
+
+* ``start_run`` points MLflow at ``cfg.paths.mlflow_tracking_uri`` and the
+  experiment (created with its artifact root under ``cfg.paths.mlflow_artifacts``).
+* ``log_model_bundle`` logs the bundle as an ``mlflow.pyfunc`` model with a
+  signature and registers it under ``cfg.promotion.registered_model``.
+* ``write_model_runs`` writes the long-format rows to
+  ``lake/model_runs/dt=<run_date>/<run_id>.parquet`` (one file per run, so runs
+  of the same date coexist and a re-run of one run id overwrites only itself).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+import tempfile
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import torch
+from mlflow import MlflowClient
+from mlflow.models import infer_signature
+
+from encore.config import EncoreConfig
+from encore.contracts import MODEL_RUN, arrow_schema
+from training.inference import BUNDLE_FILE, load_bundle, recommend_top_k, save_bundle
+
+EXPERIMENT = "encore"
+_CODE_ROOT = Path(__file__).resolve().parent.parent
+
+
+def start_run(cfg: EncoreConfig, run_name: str, experiment: str = EXPERIMENT, tags: dict | None = None):
+    mlflow.set_tracking_uri(cfg.paths.mlflow_tracking_uri)
+    if mlflow.get_experiment_by_name(experiment) is None:
+        Path(cfg.paths.mlflow_artifacts).mkdir(parents=True, exist_ok=True)
+        mlflow.create_experiment(experiment, artifact_location=Path(cfg.paths.mlflow_artifacts).resolve().as_uri())
+    mlflow.set_experiment(experiment)
+    return mlflow.start_run(run_name=run_name, tags=tags)
+
+
+def log_epoch(epoch: int, row: dict[str, float]) -> None:
+    mlflow.log_metrics({_metric_key(k): float(v) for k, v in row.items() if k != "epoch" and _finite(v)}, step=epoch)
+
+
+def log_final_metrics(metrics_by_split: dict[str, dict[str, float]]) -> None:
+    flat = {f"{split}_{k}": float(v) for split, m in metrics_by_split.items() for k, v in m.items() if _finite(v)}
+    mlflow.log_metrics({_metric_key(k): v for k, v in flat.items()})
+
+
+class SequenceRecommenderModel(mlflow.pyfunc.PythonModel):
+    """pyfunc: input DataFrame with ``item_ids`` (list of item_id strings, oldest
+    first); output DataFrame with ``item_ids`` / ``scores`` (top-k lists).
+    Param ``k`` (default 20). History is excluded."""
+
+    def load_context(self, context):
+        self.bundle = load_bundle(context.artifacts["bundle"])
+
+    def predict(self, context, model_input: pd.DataFrame, params: dict | None = None) -> pd.DataFrame:
+        k = int((params or {}).get("k", 20))
+        length = self.bundle.max_seq_len
+        seqs = np.zeros((len(model_input), length), dtype=np.int64)
+        for row, items in enumerate(model_input["item_ids"]):
+            ids = self.bundle.vocab.encode(list(items)[-length:])
+            if len(ids):
+                seqs[row, -len(ids):] = ids
+        ids, scores = recommend_top_k(self.bundle.model, torch.from_numpy(seqs), k, exclude=True)
+        return pd.DataFrame(
+            {
+                "item_ids": [list(self.bundle.vocab.decode(r[np.isfinite(s)])) for r, s in zip(ids.numpy(), scores.numpy())],
+                "scores": [[float(x) for x in s[np.isfinite(s)]] for s in scores.numpy()],
+            }
+        )
+
+
+def log_model_bundle(
+    cfg: EncoreConfig, model, vocab, model_name: str, meta: dict, register: bool = True
+) -> str | None:
+    """Log the pyfunc model (artifact path ``model``); returns the registered version."""
+    with tempfile.TemporaryDirectory() as tmp:
+        bundle_path = save_bundle(Path(tmp) / BUNDLE_FILE, model, vocab, model_name, meta)
+        example = pd.DataFrame({"item_ids": [vocab.item_ids[:3]]})
+        signature = infer_signature(
+            example, pd.DataFrame({"item_ids": [vocab.item_ids[:2]], "scores": [[1.0, 0.5]]}), params={"k": 20}
+        )
+        info = mlflow.pyfunc.log_model(
+            name="model",
+            python_model=SequenceRecommenderModel(),
+            artifacts={"bundle": str(bundle_path)},
+            signature=signature,
+            code_paths=[str(_CODE_ROOT / "training"), str(_CODE_ROOT / "encore")],
+            pip_requirements=[f"torch=={torch.__version__.split('+')[0]}", "numpy", "pandas", "pyarrow", "tqdm"],
+            registered_model_name=cfg.promotion.registered_model if register else None,
+        )
+    version = getattr(info, "registered_model_version", None)
+    if register and version is not None:
+        client = MlflowClient()
+        for key, value in {"model_name": model_name, **{k: v for k, v in meta.items() if _scalar(v)}}.items():
+            client.set_model_version_tag(cfg.promotion.registered_model, str(version), key, str(value))
+        return str(version)
+    return None
+
+
+def model_run_rows(
+    run_date: str | dt.date,
+    run_id: str,
+    model_name: str,
+    model_version: str | None,
+    dataset: str,
+    seed: int,
+    metrics_by_split: dict[str, dict[str, float]],
+) -> pa.Table:
+    """Long-format MODEL_RUN rows (one per split x metric)."""
+    rows = [
+        {
+            "run_date": dt.date.fromisoformat(str(run_date)),
+            "mlflow_run_id": run_id,
+            "model_name": model_name,
+            "model_version": model_version,
+            "dataset": dataset,
+            "split": split,
+            "seed": int(seed),
+            "metric": metric,
+            "value": float(value),
+        }
+        for split, metrics in metrics_by_split.items()
+        for metric, value in metrics.items()
+    ]
+    return pa.Table.from_pylist(rows, schema=arrow_schema(MODEL_RUN))
+
+
+def write_model_runs(cfg: EncoreConfig, run_date: str | dt.date, table: pa.Table) -> str:
+    run_ids = set(table.column("mlflow_run_id").to_pylist())
+    if len(run_ids) != 1:
+        raise ValueError(f"expected rows of exactly one run, got {sorted(run_ids)}")
+    partition = cfg.lake_path("model_runs", run_date)
+    path = f"{partition}/{run_ids.pop()}.parquet"
+    if "://" in partition:
+        from pyarrow import fs
+
+        filesystem, inner = fs.FileSystem.from_uri(path)
+        pq.write_table(table, inner, filesystem=filesystem)
+    else:
+        Path(partition).mkdir(parents=True, exist_ok=True)
+        tmp = f"{path}.tmp"
+        pq.write_table(table, tmp)
+        Path(tmp).replace(path)
+    return path
+
+
+def _metric_key(name: str) -> str:
+    return name.replace("@", "_at_")  # MLflow metric names may not contain "@": ndcg@10 -> ndcg_at_10
+
+
+def _finite(value) -> bool:
+    return isinstance(value, (int, float)) and math.isfinite(value)
+
+
+def _scalar(value) -> bool:
+    return isinstance(value, (str, int, float, bool))

@@ -1,0 +1,274 @@
+"""Training loop shared by the sequence models.
+
+AdamW, validation NDCG@10 after every epoch, early stopping with ``patience``,
+and a checkpoint after every epoch (``last.pt``: model, optimizer, epoch, RNG
+states, best metric; ``best.pt``: the best weights). ``fit(resume=True)``
+continues from ``last.pt``: the epoch's shuffle and sampled negatives derive
+from (seed, epoch) and the global RNG state (dropout, BERT4Rec masks) is
+restored, so a resumed run produces the same next-epoch loss as one that never
+stopped. CUDA + bf16 autocast when available and asked for, CPU otherwise.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import random
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from encore.config import ConfigError, TrainingConfig
+from training.data import SequenceData, iterate_batches
+from training.evaluation import autocast_context, evaluate_model
+from training.losses import LossSettings, NegativeSampler, sequence_model_loss
+
+VALID_METRIC = "ndcg@10"
+
+
+@dataclass
+class TrainSettings:
+    epochs: int = 20
+    batch_size: int = 256
+    lr: float = 1e-3
+    weight_decay: float = 0.01
+    max_seq_len: int = 50
+    loss: str = "sampled_softmax"
+    n_sampled: int = 1000
+    contrastive: str = "none"
+    cl_weight: float = 0.5
+    cl_temperature: float = 0.1
+    patience: int = 3
+    seed: int = 42
+    device: str = "auto"
+    bf16: bool = True
+    eval_batch_size: int = 512
+    exclude_history: bool = True
+    progress: bool = True
+
+    @classmethod
+    def from_config(cls, training: TrainingConfig, **overrides) -> "TrainSettings":
+        names = {f.name for f in dataclasses.fields(cls)}
+        values = {k: v for k, v in dataclasses.asdict(training).items() if k in names}
+        unknown = set(overrides) - names
+        if unknown:
+            raise ConfigError(f"unknown training setting(s) {sorted(unknown)}; known: {sorted(names)}")
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        settings = cls(**values)
+        settings.validate()
+        return settings
+
+    def validate(self) -> None:
+        checks = [
+            (self.epochs >= 1, "epochs must be >= 1"),
+            (self.batch_size >= 1, "batch_size must be >= 1"),
+            (self.lr > 0, "lr must be > 0"),
+            (self.max_seq_len >= 2, "max_seq_len must be >= 2"),
+            (self.loss in {"sampled_softmax", "full_softmax"}, "loss must be sampled_softmax|full_softmax"),
+            (self.n_sampled >= 1, "n_sampled must be >= 1"),
+            (self.contrastive in {"none", "item", "encoder"}, "contrastive must be none|item|encoder"),
+            (self.cl_temperature > 0, "cl_temperature must be > 0"),
+            (self.patience >= 1, "patience must be >= 1"),
+            (self.device in {"auto", "cpu", "cuda"}, "device must be auto|cpu|cuda"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise ConfigError(f"training: {message}")
+        if self.device == "cuda" and not torch.cuda.is_available():
+            raise ConfigError("training.device=cuda but no CUDA device is available")
+
+    def loss_settings(self) -> LossSettings:
+        return LossSettings(self.loss, self.contrastive, self.cl_weight, self.cl_temperature)
+
+
+@dataclass
+class TrainResult:
+    best_epoch: int
+    best_valid: dict[str, float]
+    history: list[dict[str, float]] = field(default_factory=list)
+    stopped_early: bool = False
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def _rng_state() -> dict:
+    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state: dict) -> None:
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def _atomic_save(obj: dict, path: Path) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+class Trainer:
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        data: SequenceData,
+        settings: TrainSettings,
+        checkpoint_dir: str | Path | None = None,
+        on_epoch_end: Callable[[int, dict[str, float]], None] | None = None,
+    ):
+        settings.validate()
+        self.settings = settings
+        self.device = resolve_device(settings.device)
+        self.model = model.to(self.device)
+        self.data = data
+        self.n_items = data.n_items
+        self.train_split = data.split("train", settings.max_seq_len)
+        self.valid_split = data.split("valid", settings.max_seq_len)
+        if len(self.train_split) == 0:
+            raise ValueError("no training sequences (every user lacks a positive target before validation)")
+        self.sampler = NegativeSampler(data.n_items, settings.n_sampled, settings.seed)
+        decay = [p for p in model.parameters() if p.dim() >= 2]
+        no_decay = [p for p in model.parameters() if p.dim() < 2]
+        self.optimizer = torch.optim.AdamW(
+            [{"params": decay, "weight_decay": settings.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+            lr=settings.lr,
+        )
+        self.checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir else None
+        if self.checkpoint_dir:
+            self.checkpoint_dir.mkdir(parents=True, exist_ok=True)
+        self.on_epoch_end = on_epoch_end
+
+    # ---- one epoch ----------------------------------------------------------------
+
+    def train_epoch(self, epoch: int) -> dict[str, float]:
+        """One pass over the training users; returns mean total / nll / contrastive loss."""
+        self.model.train()
+        negatives = self.sampler.resample(epoch)
+        shuffle = torch.Generator().manual_seed(self.settings.seed * 7919 + epoch)
+        batches = iterate_batches(self.train_split, self.settings.batch_size, shuffle=True, generator=shuffle)
+        n_batches = -(-len(self.train_split) // self.settings.batch_size)
+        sums = {"loss": 0.0, "nll": 0.0, "cl_loss": 0.0}
+        for batch in tqdm(batches, total=n_batches, desc=f"epoch {epoch}", disable=not self.settings.progress, leave=False):
+            batch = batch.to(self.device)
+            with autocast_context(self.device, self.settings.bf16):
+                parts = sequence_model_loss(self.model, batch, self.settings.loss_settings(), negatives)
+            if not torch.isfinite(parts.total):
+                raise FloatingPointError(f"loss is {parts.total.item()} at epoch {epoch}; lower lr or check data")
+            self.optimizer.zero_grad(set_to_none=True)
+            parts.total.backward()
+            self.optimizer.step()
+            sums["loss"] += parts.total.item()
+            sums["nll"] += parts.nll.item()
+            sums["cl_loss"] += parts.contrastive.item()
+        return {name: value / n_batches for name, value in sums.items()}
+
+    def evaluate(self, split: str = "valid") -> dict[str, float]:
+        data = self.valid_split if split == "valid" else self.data.split(split, self.settings.max_seq_len)
+        return evaluate_model(
+            self.model,
+            data,
+            self.n_items,
+            exclude_history=self.settings.exclude_history,
+            batch_size=self.settings.eval_batch_size,
+            device=self.device,
+            bf16=self.settings.bf16,
+        )
+
+    # ---- the loop -----------------------------------------------------------------
+
+    def fit(self, resume: bool = True) -> TrainResult:
+        state = {"epoch": 0, "best": -1.0, "best_epoch": 0, "bad_epochs": 0, "history": [], "stopped_early": False}
+        if resume and self._last_path and self._last_path.exists():
+            state = self.load_checkpoint(self._last_path)
+        else:
+            seed_everything(self.settings.seed)
+        epoch = state["epoch"]
+        while not state["stopped_early"] and epoch < self.settings.epochs:
+            epoch += 1
+            started = time.perf_counter()
+            losses = self.train_epoch(epoch)
+            valid = self.evaluate("valid")
+            row = {"epoch": epoch, **losses, **{f"valid_{k}": v for k, v in valid.items()}}
+            row["epoch_seconds"] = time.perf_counter() - started
+            state["history"].append(row)
+            if valid[VALID_METRIC] > state["best"]:
+                state.update(best=valid[VALID_METRIC], best_epoch=epoch, bad_epochs=0)
+                if self.checkpoint_dir:
+                    _atomic_save({"model": self.model.state_dict()}, self.checkpoint_dir / "best.pt")
+                else:
+                    self._best_weights = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+            else:
+                state["bad_epochs"] += 1
+            state["epoch"] = epoch
+            state["stopped_early"] = state["bad_epochs"] >= self.settings.patience
+            if self.checkpoint_dir:
+                self.save_checkpoint(self._last_path, state)
+            if self.on_epoch_end:
+                self.on_epoch_end(epoch, row)
+        self._restore_best()
+        best_row = next((r for r in state["history"] if r["epoch"] == state["best_epoch"]), {})
+        best_valid = {k[len("valid_"):]: v for k, v in best_row.items() if k.startswith("valid_")}
+        return TrainResult(
+            best_epoch=state["best_epoch"],
+            best_valid=best_valid,
+            history=state["history"],
+            stopped_early=state["stopped_early"],
+        )
+
+    # ---- checkpoints --------------------------------------------------------------
+
+    @property
+    def _last_path(self) -> Path | None:
+        return self.checkpoint_dir / "last.pt" if self.checkpoint_dir else None
+
+    def save_checkpoint(self, path: Path, state: dict) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        _atomic_save(
+            {
+                "model": self.model.state_dict(),
+                "optimizer": self.optimizer.state_dict(),
+                "rng": _rng_state(),
+                "n_items": self.n_items,
+                "state": state,
+            },
+            path,
+        )
+
+    def load_checkpoint(self, path: Path) -> dict:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=False)
+        if checkpoint["n_items"] != self.n_items:
+            raise ValueError(
+                f"checkpoint {path} was trained on {checkpoint['n_items']} items, data has {self.n_items}; "
+                "delete the checkpoint directory to start over"
+            )
+        self.model.load_state_dict(checkpoint["model"])
+        self.optimizer.load_state_dict(checkpoint["optimizer"])
+        _set_rng_state(checkpoint["rng"])
+        return checkpoint["state"]
+
+    def _restore_best(self) -> None:
+        if self.checkpoint_dir and (self.checkpoint_dir / "best.pt").exists():
+            best = torch.load(self.checkpoint_dir / "best.pt", map_location=self.device, weights_only=True)
+            self.model.load_state_dict(best["model"])
+        elif getattr(self, "_best_weights", None) is not None:
+            self.model.load_state_dict(self._best_weights)

@@ -1,0 +1,202 @@
+"""Spark (local[2]) vs DuckDB on the nightly Spark work: sessionize + label, sequences, PHNS pools.
+
+``python -m spark_jobs.bench --events 1000000 10000000 --out bench_results/spark.json``
+
+For each size: generate synthetic clean events (vectorised numpy, written chunk by chunk
+so memory stays bounded), then run each engine in its own subprocess while sampling the
+RSS of that process tree (the JVM included). Prints a markdown table, writes JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import logging
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import psutil
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from encore.config import EncoreConfig, load_config
+from encore.contracts import CLEAN_EVENT, arrow_schema
+
+log = logging.getLogger("spark_jobs.bench")
+
+N_DAYS = 30
+START = dt.date(2026, 10, 1)
+EVENTS_PER_USER = 200
+EVENTS_PER_SESSION = 10
+CHUNK_EVENTS = 1_000_000
+
+
+def generate_clean_events(cfg: EncoreConfig, n_events: int, seed: int = 0) -> dict:
+    """Write ~n_events synthetic clean events to the lake, one file per (chunk, day)."""
+    rng = np.random.default_rng(seed)
+    n_users = max(10, n_events // EVENTS_PER_USER)
+    n_items = max(100, n_events // 500)
+    popularity = 1.0 / np.arange(1, n_items + 1) ** 0.9
+    item_cdf = np.cumsum(popularity) / popularity.sum()
+    schema = arrow_schema(CLEAN_EVENT)
+    written, chunk, last_day = 0, 0, 0
+    while written < n_events:
+        n_sessions = max(1, min(CHUNK_EVENTS, n_events - written) // EVENTS_PER_SESSION)
+        lengths = rng.geometric(1.0 / EVENTS_PER_SESSION, n_sessions)
+        session_of = np.repeat(np.arange(n_sessions), lengths)
+        n = len(session_of)
+        start_us = rng.integers(0, N_DAYS * 86_400, n_sessions) * 1_000_000
+        gaps_us = rng.exponential(180.0, n) * 1_000_000  # ~3 min between plays of a session
+        first = np.r_[0, np.cumsum(lengths)[:-1]]
+        offset = np.cumsum(gaps_us) - np.repeat(np.cumsum(gaps_us)[first], lengths)
+        base_us = int(dt.datetime(START.year, START.month, START.day, tzinfo=dt.timezone.utc).timestamp() * 1e6)
+        ts_us = base_us + start_us[session_of] + offset.astype(np.int64)
+        skipped = rng.random(n) < 0.3
+        completion = np.where(skipped, rng.uniform(0.0, 0.25, n), rng.uniform(0.5, 1.0, n)).round(3)
+        users = rng.integers(0, n_users, n_sessions)[session_of]
+        items = np.minimum(np.searchsorted(item_cdf, rng.random(n)), n_items - 1)
+        ids = rng.integers(0, 2**63 - 1, n, dtype=np.int64)
+        table = pa.table(
+            {
+                "user_id": pc.binary_join_element_wise("u", pc.cast(pa.array(users), pa.string()), ""),
+                "item_id": pc.binary_join_element_wise("i", pc.cast(pa.array(items), pa.string()), ""),
+                "ts": pa.array(ts_us, pa.timestamp("us", tz="UTC")),
+                "session_id": pa.nulls(n, pa.string()),
+                "duration_ms": pa.nulls(n, pa.int64()),
+                "item_length_ms": pa.nulls(n, pa.int64()),
+                "completion": completion,
+                "skip_level": pa.nulls(n, pa.int32()),
+                "rating": pa.nulls(n, pa.float64()),
+                "source": pa.array(np.full(n, "bench", dtype=object), pa.string()),
+                "event_id": pc.cast(pa.array(ids), pa.string()),
+                "source_file": pa.array(np.full(n, f"bench-{chunk}", dtype=object), pa.string()),
+                "source_row": pa.array(np.arange(n, dtype=np.int64)),
+            }
+        ).cast(schema)
+        day_of = (ts_us - base_us) // 86_400_000_000
+        last_day = max(last_day, int(day_of.max()))
+        for day in np.unique(day_of):
+            target = Path(cfg.lake_path("events_clean", START + dt.timedelta(days=int(day))))
+            target.mkdir(parents=True, exist_ok=True)
+            pq.write_table(table.filter(pa.array(day_of == day)), target / f"part-{chunk:04d}.parquet")
+        written += n
+        chunk += 1
+        log.info("generated %d / %d events", written, n_events)
+    run_date = START + dt.timedelta(days=last_day)  # the newest day with events
+    return {"events": written, "users": n_users, "items": n_items, "run_date": run_date.isoformat()}
+
+
+def run_engine(engine: str, run_date: str, out_dir: str) -> dict:
+    """Body of one engine subprocess (config from ENCORE_HOME); returns its stats."""
+    cfg = load_config()
+    began = time.monotonic()
+    if engine == "spark":
+        from spark_jobs.pipeline import run_all
+
+        stats = run_all(cfg, run_date)
+        stages = {
+            "sessionize": stats["sessionize"]["seconds"],
+            "sequences": stats["sequences"]["seconds"],
+            "phns_pools": stats["phns_pools"]["pools_seconds"],
+            "phns_negatives": round(stats["phns_pools"]["seconds"] - stats["phns_pools"]["pools_seconds"], 2),
+        }
+        rows = {"sequences": stats["sequences"]["sequences"], "phns_pools": stats["phns_pools"]["phns_pools"]}
+    else:
+        from spark_jobs.duckdb_reference import run_reference
+
+        stats = run_reference(cfg, run_date, out_dir, threads=2)
+        stages, rows = stats["stage_seconds"], stats["rows"]
+    return {"job_seconds": round(time.monotonic() - began, 2), "stage_seconds": stages, "rows": rows}
+
+
+def measure(engine: str, home: str, run_date: str, driver_memory: str) -> dict:
+    """Run one engine in a subprocess; wall time and peak RSS of its whole process tree."""
+    env = dict(
+        os.environ,
+        ENCORE_HOME=home,
+        ENCORE__SPARK__MASTER="local[2]",
+        ENCORE__SPARK__DRIVER_MEMORY=driver_memory,
+        ENCORE__SPARK__SHUFFLE_PARTITIONS="4",
+    )
+    out_dir = str(Path(home) / f"out_{engine}")
+    cmd = [sys.executable, "-m", "spark_jobs.bench", "--engine", engine, "--run-date", run_date, "--out", out_dir]
+    began = time.monotonic()
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, text=True)
+    peak = 0
+    root = psutil.Process(proc.pid)
+
+    def sample() -> None:
+        nonlocal peak
+        while proc.poll() is None:
+            try:
+                tree = [root, *root.children(recursive=True)]
+                peak = max(peak, sum(p.memory_info().rss for p in tree if p.is_running()))
+            except psutil.Error:
+                pass
+            time.sleep(0.2)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    stdout, _ = proc.communicate()
+    sampler.join()
+    if proc.returncode != 0:
+        raise RuntimeError(f"bench {engine} failed with exit code {proc.returncode}")
+    result = json.loads(stdout.strip().splitlines()[-1])
+    result.update(wall_seconds=round(time.monotonic() - began, 2), peak_rss_mb=round(peak / 2**20))
+    return result
+
+
+def markdown(results: list[dict]) -> str:
+    lines = [
+        "| events | engine | wall s (incl. startup) | job s | events/s | peak RSS MB | stages s |",
+        "|---:|---|---:|---:|---:|---:|---|",
+    ]
+    for r in results:
+        stages = ", ".join(f"{k} {v}" for k, v in r["stage_seconds"].items())
+        lines.append(
+            f"| {r['events']:,} | {r['engine']} | {r['wall_seconds']} | {r['job_seconds']} | "
+            f"{r['events'] / r['job_seconds']:,.0f} | {r['peak_rss_mb']:,} | {stages} |"
+        )
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--events", type=int, nargs="+", default=[1_000_000])
+    parser.add_argument("--out", default="bench_results/spark.json")
+    parser.add_argument("--driver-memory", default="6g")
+    parser.add_argument("--engine", choices=("spark", "duckdb"), help=argparse.SUPPRESS)
+    parser.add_argument("--run-date", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.engine:  # inside an engine subprocess
+        print(json.dumps(run_engine(args.engine, args.run_date, args.out)))
+        return
+    results = []
+    for n_events in args.events:
+        with tempfile.TemporaryDirectory(prefix="encore-bench-") as home:
+            cfg = load_config(environ={}, paths={"home": home})
+            began = time.monotonic()
+            data = generate_clean_events(cfg, n_events)
+            log.info("generated %s in %.1fs", data, time.monotonic() - began)
+            for engine in ("duckdb", "spark"):
+                log.info("running %s on %d events", engine, data["events"])
+                result = measure(engine, home, data["run_date"], args.driver_memory)
+                results.append({"engine": engine, **data, **result})
+                log.info("%s", results[-1])
+    table = markdown(results)
+    print(table)
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps({"results": results, "cpu_count": os.cpu_count()}, indent=2))
+
+
+if __name__ == "__main__":
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    main()

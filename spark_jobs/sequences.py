@@ -1,0 +1,105 @@
+"""Per-user training sequences as of the run date (issue #4, step 2).
+
+One row per user: chronological item / skip / engagement / time arrays of the most
+recent ``sessions.max_seq_len + 1`` events (a full-length history before the last
+event), with temporal leave-last-out targets: ``test_idx`` = last positive
+(non-skipped) event, ``valid_idx`` = the positive before it. Users with fewer than
+``MIN_POSITIVES`` positives in that window cannot be split and are excluded (counted).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import time
+
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from encore.config import EncoreConfig, load_config
+from encore.contracts import SEQUENCE
+from spark_jobs.lake import lookback_window, write_partition
+from spark_jobs.session import configure_session, get_spark
+from spark_jobs.sessionize import build_sessionized, parse_run_date
+
+log = logging.getLogger(__name__)
+
+MIN_POSITIVES = 3  # train on >= 1, validate on 1, test on 1
+
+
+def sequence_length(cfg: EncoreConfig) -> int:
+    return cfg.sessions.max_seq_len + 1
+
+
+def build_user_sequences(sessionized: DataFrame, cfg: EncoreConfig) -> DataFrame:
+    """All users' truncated sequences with n_positives (before the MIN_POSITIVES filter)."""
+    keep = sequence_length(cfg)
+    per_user = sessionized.groupBy("user_id").agg(
+        F.sort_array(F.collect_list(F.struct("ts", "event_id", "item_id", "is_skip", "engagement"))).alias("events")
+    )
+    truncated = per_user.select(
+        "user_id",
+        F.size("events").cast("long").alias("n_events"),
+        F.expr(f"slice(events, greatest(size(events) - {keep} + 1, 1), {keep})").alias("events"),
+    )
+    with_positions = truncated.select(
+        "user_id",
+        "n_events",
+        "events",
+        F.expr("filter(sequence(0, size(events) - 1), i -> NOT events[i].is_skip)").alias("positive_idx"),
+    )
+    return with_positions.select(
+        "user_id",
+        F.expr("transform(events, e -> e.item_id)").alias("item_ids"),
+        F.expr("transform(events, e -> e.is_skip)").alias("is_skip"),
+        F.expr("transform(events, e -> e.engagement)").alias("completion"),
+        F.expr("transform(events, e -> e.ts)").alias("ts"),
+        F.expr("CAST(try_element_at(positive_idx, -2) AS INT)").alias("valid_idx"),
+        F.expr("CAST(try_element_at(positive_idx, -1) AS INT)").alias("test_idx"),
+        "n_events",
+        F.size("positive_idx").alias("n_positives"),
+    )
+
+
+def sequence_stats(user_sequences: DataFrame, sessionized: DataFrame) -> dict:
+    users = user_sequences.agg(
+        F.count("*").alias("users_total"),
+        F.sum(F.when(F.col("n_positives") >= MIN_POSITIVES, 1).otherwise(0)).alias("users_kept"),
+    ).first()
+    sessions = (
+        sessionized.groupBy("user_id", "session_id")
+        .agg(F.max(F.col("next_positive_item_id").isNotNull()).alias("has_target"))
+        .agg(F.count("*").alias("sessions_total"), F.sum(F.when(~F.col("has_target"), 1).otherwise(0)).alias("no_target"))
+        .first()
+    )
+    return {
+        "users_total": users["users_total"],
+        "users_kept": users["users_kept"] or 0,
+        "users_excluded_few_positives": users["users_total"] - (users["users_kept"] or 0),
+        "sessions_total": sessions["sessions_total"],
+        "sessions_without_target": sessions["no_target"] or 0,
+    }
+
+
+def run_sequences(
+    cfg: EncoreConfig, run_date: str | dt.date, spark: SparkSession | None = None, sessionized: DataFrame | None = None
+) -> dict:
+    """Write sequences/dt=run_date; returns counts incl. excluded users and target-less sessions."""
+    spark = configure_session(spark) if spark else get_spark(cfg, "encore-sequences")
+    start_time = time.monotonic()
+    _, day = lookback_window(cfg, run_date)
+    if sessionized is None:
+        sessionized = build_sessionized(spark, cfg, run_date).persist()
+    user_sequences = build_user_sequences(sessionized, cfg).persist()
+    stats = {"run_date": day.isoformat(), **sequence_stats(user_sequences, sessionized)}
+    kept = user_sequences.where(F.col("n_positives") >= MIN_POSITIVES).select([c.name for c in SEQUENCE])
+    stats["sequences"] = write_partition(kept, cfg.lake_path("sequences", day))
+    user_sequences.unpersist()
+    stats["seconds"] = round(time.monotonic() - start_time, 2)
+    log.info("sequences %s", stats)
+    return stats
+
+
+if __name__ == "__main__":
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    print(run_sequences(load_config(), parse_run_date("Build per-user training sequences for one run date.")))

@@ -1,0 +1,271 @@
+"""Spark jobs on a hand-computed fixture (D = 2026-10-05, gap 30 min, max_seq_len 4 -> keep 5).
+
+Users: u_gap (gap exactly 30 min vs 30 min 1 s), u_tie (timestamp tie + out-of-order rows +
+truncation), u_src (source session ids, a skip-only session), u_mid (session across
+midnight), u_pool (a skipped item later consumed), u_none (no hard negatives).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+from pyspark.sql import SparkSession
+
+from encore import lake
+from encore.config import load_config
+from fixtures.spark.clean_events import event, write_clean_events
+from spark_jobs.duckdb_reference import build_phns_pools_duckdb, build_sequences_duckdb, build_sessionized_duckdb
+from spark_jobs.pipeline import run_all
+from spark_jobs.sessionize import run_sessionize
+
+pytestmark = pytest.mark.spark
+
+D = "2026-10-05"
+D_PREV = "2026-10-04"
+
+EVENTS = [
+    event("u_gap", "A", "2026-10-05T10:00:00", 1.0),
+    event("u_gap", "B", "2026-10-05T10:30:00", 0.1),  # exactly the gap: same session
+    event("u_gap", "C", "2026-10-05T11:00:01", 0.9),  # one second past: new session
+    event("u_gap", "D", "2026-10-05T11:05:00", 0.02),
+    event("u_gap", "E", "2026-10-05T11:06:00", 0.8),
+    # out of order in the file; Y and X share a timestamp, event_id t1 < t2 orders them
+    event("u_tie", "Z", "2026-10-05T08:10:00", 1.0, event_id="t5"),
+    event("u_tie", "X", "2026-10-05T08:00:00", 1.0, event_id="t2"),
+    event("u_tie", "Y", "2026-10-05T08:00:00", 0.1, event_id="t1"),
+    event("u_tie", "A", "2026-10-05T07:50:00", 1.0, event_id="t0"),
+    event("u_tie", "R", "2026-10-05T07:40:00", 1.0, event_id="s9"),
+    event("u_tie", "Q", "2026-10-05T07:30:00", 1.0, event_id="s8"),
+    event("u_src", "A", "2026-10-05T09:00:00", skip_level=0, session_id="s1"),
+    event("u_src", "B", "2026-10-05T09:01:00", skip_level=1, session_id="s1"),
+    event("u_src", "C", "2026-10-05T09:02:00", skip_level=3, session_id="s1"),
+    event("u_src", "D", "2026-10-05T13:00:00", skip_level=2, session_id="s2"),  # skip-only session
+    event("u_src", "F", "2026-10-05T13:01:00", skip_level=1, session_id="s2"),
+    event("u_mid", "A", "2026-10-04T23:50:00", 1.0),
+    event("u_mid", "G", "2026-10-05T00:10:00", 1.0),
+    event("u_mid", "C", "2026-10-05T00:20:00", 1.0),
+    event("u_pool", "H", "2026-10-03T10:00:00", 0.0),
+    event("u_pool", "J", "2026-10-03T10:01:00", 0.1),
+    event("u_pool", "K", "2026-10-03T10:02:00", 0.02),
+    event("u_pool", "K", "2026-10-05T12:00:00", 1.0),  # consumed later: never a negative
+    event("u_pool", "A", "2026-10-05T12:01:00", 1.0),
+    event("u_none", "A", "2026-10-05T15:00:00", 1.0),
+    event("u_none", "C", "2026-10-05T15:01:00", 1.0),
+]
+CATALOGUE = {e["item_id"] for e in EVENTS}
+SEEN = {(e["user_id"], e["item_id"]) for e in EVENTS}
+POSITIVE = {("u_pool", "K")} | {
+    (e["user_id"], e["item_id"]) for e in EVENTS
+    if (e["completion"] is not None and e["completion"] >= 0.25) or e["skip_level"] in (0, 3)
+}
+
+
+def epoch(ts: str) -> int:
+    return int(dt.datetime.fromisoformat(ts).replace(tzinfo=dt.timezone.utc).timestamp())
+
+
+@pytest.fixture(scope="module")
+def spark():
+    session = (
+        SparkSession.builder.master("local[2]")
+        .appName("test_spark_jobs")
+        .config("spark.sql.shuffle.partitions", "2")
+        .config("spark.ui.enabled", "false")
+        .config("spark.ui.showConsoleProgress", "false")
+        .getOrCreate()
+    )
+    yield session
+    session.stop()
+
+
+@pytest.fixture(scope="module")
+def cfg(tmp_path_factory):
+    home = tmp_path_factory.mktemp("encore")
+    config = load_config(
+        environ={},
+        paths={"home": str(home)},
+        sessions={"max_seq_len": 4},
+        phns={"n_negatives": 4, "pool_size": 3, "trending_window_days": 2, "tailing_min_support": 2},
+    )
+    write_clean_events(config, EVENTS)
+    return config
+
+
+@pytest.fixture(scope="module")
+def stats(spark, cfg):
+    return run_all(cfg, D, spark=spark)
+
+
+def read(cfg, table: str, day: str = D) -> list[dict]:
+    return lake.read_partition(cfg, table, day).to_pylist()
+
+
+def rows_by_user(rows: list[dict]) -> dict[str, list[dict]]:
+    out: dict[str, list[dict]] = {}
+    for row in sorted(rows, key=lambda r: (r["user_id"], r["ts"], r["event_id"])):
+        out.setdefault(row["user_id"], []).append(row)
+    return out
+
+
+def test_sessions_split_only_after_more_than_the_gap(stats, cfg):
+    u_gap = rows_by_user(read(cfg, "sessionized_events"))["u_gap"]
+    first, second = f"u_gap#{epoch('2026-10-05T10:00:00')}", f"u_gap#{epoch('2026-10-05T11:00:01')}"
+    assert [(r["item_id"], r["session_id"], r["position"]) for r in u_gap] == [
+        ("A", first, 0), ("B", first, 1), ("C", second, 0), ("D", second, 1), ("E", second, 2)]
+    assert [r["next_positive_item_id"] for r in u_gap] == [None, None, "E", "E", None]
+    assert [(r["is_skip"], r["is_abandoned"]) for r in u_gap] == [
+        (False, False), (True, False), (False, False), (True, True), (False, False)]
+
+
+def test_ties_and_out_of_order_rows_follow_ts_then_event_id(stats, cfg):
+    u_tie = read(cfg, "sessionized_events")
+    u_tie = sorted((r for r in u_tie if r["user_id"] == "u_tie"), key=lambda r: r["position"])
+    assert [r["item_id"] for r in u_tie] == ["Q", "R", "A", "Y", "X", "Z"]
+    assert {r["session_id"] for r in u_tie} == {f"u_tie#{epoch('2026-10-05T07:30:00')}"}
+    assert [r["next_positive_item_id"] for r in u_tie] == ["R", "A", "X", "X", "Z", None]
+
+
+def test_source_session_ids_are_kept_and_skip_levels_label(stats, cfg):
+    u_src = rows_by_user(read(cfg, "sessionized_events"))["u_src"]
+    assert [(r["item_id"], r["session_id"], r["position"], r["is_skip"]) for r in u_src] == [
+        ("A", "s1", 0, False), ("B", "s1", 1, True), ("C", "s1", 2, False),
+        ("D", "s2", 0, True), ("F", "s2", 1, True)]
+    assert [r["next_positive_item_id"] for r in u_src] == ["C", "C", None, None, None]
+    assert [r["engagement"] for r in u_src] == [1.0, 0.0, 1.0, 0.0, 0.0]
+
+
+def test_session_across_midnight_has_one_id_in_both_days(spark, stats, cfg):
+    run_sessionize(cfg, D_PREV, spark=spark)
+    session = f"u_mid#{epoch('2026-10-04T23:50:00')}"
+    before = [(r["item_id"], r["session_id"], r["position"]) for r in read(cfg, "sessionized_events", D_PREV)]
+    assert before == [("A", session, 0)]
+    today = rows_by_user(read(cfg, "sessionized_events"))["u_mid"]
+    assert [(r["item_id"], r["session_id"], r["position"]) for r in today] == [("G", session, 1), ("C", session, 2)]
+
+
+def test_sessionized_partition_holds_only_the_run_date(stats, cfg):
+    rows = read(cfg, "sessionized_events")
+    assert len(rows) == stats["sessionize"]["sessionized_events"] == 22
+    assert {r["ts"].date().isoformat() for r in rows} == {D}
+    assert len({r["event_id"] for r in rows}) == 22
+
+
+def test_sequences_leave_last_out_and_exclusions(stats, cfg):
+    sequences = {r["user_id"]: r for r in read(cfg, "sequences")}
+    assert set(sequences) == {"u_gap", "u_tie", "u_mid"}
+    u_gap, u_tie, u_mid = sequences["u_gap"], sequences["u_tie"], sequences["u_mid"]
+    assert u_gap["item_ids"] == ["A", "B", "C", "D", "E"]
+    assert u_gap["is_skip"] == [False, True, False, True, False]
+    assert u_gap["completion"] == [1.0, 0.1, 0.9, 0.02, 0.8]
+    assert (u_gap["valid_idx"], u_gap["test_idx"], u_gap["n_events"]) == (2, 4, 5)
+    assert u_tie["item_ids"] == ["R", "A", "Y", "X", "Z"]  # truncated to max_seq_len + 1
+    assert (u_tie["valid_idx"], u_tie["test_idx"], u_tie["n_events"]) == (3, 4, 6)
+    assert (u_mid["item_ids"], u_mid["valid_idx"], u_mid["test_idx"]) == (["A", "G", "C"], 1, 2)
+    assert [t.isoformat() for t in u_mid["ts"]] == [
+        "2026-10-04T23:50:00+00:00", "2026-10-05T00:10:00+00:00", "2026-10-05T00:20:00+00:00"]
+    seq = stats["sequences"]
+    assert (seq["users_total"], seq["users_kept"], seq["users_excluded_few_positives"]) == (6, 3, 3)
+    # no target: u_gap's first session, u_src's skip-only s2, u_pool's all-skipped 10-03 session
+    assert (seq["sessions_total"], seq["sessions_without_target"]) == (9, 3)
+
+
+def test_sequences_load_as_arrow_list_columns(stats, cfg):
+    table = pq.read_table(cfg.lake_path("sequences", D))
+    assert str(table.schema.field("item_ids").type) == "list<element: string>"
+    assert str(table.schema.field("ts").type) == "list<element: timestamp[us, tz=UTC]>"
+
+
+def test_phns_pools(stats, cfg):
+    pools = {}
+    for r in read(cfg, "phns_pools"):
+        pools.setdefault((r["user_id"], r["pool"]), []).append((r["pool_rank"], r["item_id"]))
+    pools = {key: [item for _, item in sorted(value)] for key, value in pools.items()}
+    assert pools == {
+        ("u_gap", "hard"): ["D", "B"],  # lowest engagement first
+        ("u_tie", "hard"): ["Y"], ("u_tie", "trending"): ["C", "B"], ("u_tie", "tailing"): ["D"],
+        ("u_src", "hard"): ["F", "D", "B"],  # equal engagement: most recent first
+        ("u_mid", "trending"): ["B"], ("u_mid", "tailing"): ["D"],
+        ("u_pool", "hard"): ["H", "J"], ("u_pool", "trending"): ["C", "B"], ("u_pool", "tailing"): ["D"],
+        ("u_none", "trending"): ["B"], ("u_none", "tailing"): ["D"],
+    }
+
+
+def negatives_of(cfg, user: str, mix: str) -> list[tuple[str, str]]:
+    rows = [r for r in read(cfg, "phns_negatives") if r["user_id"] == user and r["mix"] == mix]
+    assert sorted(r["sample_idx"] for r in rows) == list(range(len(rows)))
+    return [(r["pool"], r["item_id"]) for r in sorted(rows, key=lambda r: r["sample_idx"])]
+
+
+def test_negatives_follow_mix_quotas_and_fill_short_pools(stats, cfg):
+    hard_mix, medium = negatives_of(cfg, "u_pool", "HARD"), negatives_of(cfg, "u_pool", "MEDIUM")
+    assert [p for p, _ in hard_mix] == ["hard", "hard", "trending", "tailing"]  # 2 of 4 hard
+    assert [p for p, _ in medium] == ["hard", "trending", "trending", "tailing"]  # round(1.2) = 1 hard
+    assert {i for _, i in hard_mix[:2]} == {"H", "J"} and medium[0][1] in {"H", "J"}
+    # u_tie has one hard negative: HARD fills the missing one from the other pools
+    assert sorted(negatives_of(cfg, "u_tie", "HARD")) == [
+        ("hard", "Y"), ("tailing", "D"), ("trending", "B"), ("trending", "C")]
+    assert negatives_of(cfg, "u_none", "MEDIUM") == [("trending", "B"), ("tailing", "D")]
+    mixes = stats["phns_pools"]["mixes"]
+    assert mixes["HARD"]["users_hard_filled_from_other_pools"] == 3  # u_tie, u_mid, u_none
+    assert mixes["MEDIUM"]["users_hard_filled_from_other_pools"] == 2  # u_mid, u_none
+    assert mixes["HARD"]["users_short"] == 4  # u_gap, u_src, u_mid, u_none: pools too small
+
+
+def test_negatives_never_seen_positive_and_uniform_never_seen(stats, cfg):
+    negatives = read(cfg, "phns_negatives")
+    assert {r["mix"] for r in negatives} == {"HARD", "MEDIUM", "EASY", "UNIFORM"}
+    assert not [r for r in negatives if (r["user_id"], r["item_id"]) in POSITIVE]
+    uniform = [r for r in negatives if r["mix"] == "UNIFORM"]
+    assert not [r for r in uniform if (r["user_id"], r["item_id"]) in SEEN]
+    per_user = {}
+    for r in uniform:
+        per_user.setdefault(r["user_id"], set()).add(r["item_id"])
+    assert {u: len(items) for u, items in per_user.items()} == {u: 4 for u in {e["user_id"] for e in EVENTS}}
+    assert set().union(*per_user.values()) <= CATALOGUE
+
+
+def lake_snapshot(cfg) -> dict[str, list]:
+    snapshot = {}
+    for table in ("sessionized_events", "sequences", "phns_pools", "phns_negatives"):
+        rows = read(cfg, table)
+        snapshot[table] = sorted(rows, key=repr)
+        snapshot[table + "_files"] = len(list(Path(cfg.lake_path(table, D)).glob("*.parquet")))
+    return snapshot
+
+
+def test_rerun_of_a_date_is_idempotent_and_other_dates_untouched(spark, stats, cfg):
+    run_sessionize(cfg, D_PREV, spark=spark)
+    previous_files = {p: p.stat().st_mtime_ns for p in Path(cfg.lake_path("sessionized_events", D_PREV)).glob("*")}
+    before = lake_snapshot(cfg)
+    assert all(before[t + "_files"] == 1 for t in ("sessionized_events", "sequences", "phns_pools"))
+    again = run_all(cfg, D, spark=spark)
+    assert lake_snapshot(cfg) == before
+    assert again["phns_pools"]["mixes"] == stats["phns_pools"]["mixes"]
+    assert {p: p.stat().st_mtime_ns for p in Path(cfg.lake_path("sessionized_events", D_PREV)).glob("*")} == previous_files
+
+
+def test_duckdb_reference_agrees_with_spark(stats, cfg):
+    events = lake.read_table(cfg, "events_clean")
+    key = ("user_id", "ts", "event_id")
+
+    def normalized(rows, columns):
+        return sorted((tuple(r[c] for c in columns) for r in rows), key=repr)
+
+    sessionized = [r for r in build_sessionized_duckdb(events, cfg, D).to_pylist() if r["ts"].date().isoformat() == D]
+    columns = [c for c in sessionized[0] if c not in key] + list(key)
+    assert normalized(sessionized, columns) == normalized(read(cfg, "sessionized_events"), columns)
+    sequences = build_sequences_duckdb(events, cfg, D)
+    assert normalized(sequences.to_pylist(), sequences.column_names) == normalized(
+        read(cfg, "sequences"), sequences.column_names)
+    pools = build_phns_pools_duckdb(events, cfg, D)
+    assert normalized(pools.to_pylist(), pools.column_names) == normalized(read(cfg, "phns_pools"), pools.column_names)
+
+
+def test_missing_input_names_the_table(spark, tmp_path):
+    empty = load_config(environ={}, paths={"home": str(tmp_path)})
+    with pytest.raises(FileNotFoundError, match="events_clean"):
+        run_all(empty, D, spark=spark)
+

@@ -1,0 +1,40 @@
+{{
+    config(
+        materialized='incremental',
+        incremental_strategy='delete+insert',
+        unique_key='run_date',
+        on_schema_change='fail'
+    )
+}}
+-- The PHNS negatives of each user as list columns: one row per
+-- (run_date, user, mix), ordered by sample_idx. Training joins this to
+-- fct_training_examples on (run_date, user_id) for the configured mix.
+
+with negatives as (
+
+    select *
+    from {{ ref('stg_phns_negatives') }}
+    where snapshot_date = {{ as_of_date() }}
+
+),
+
+per_user_mix as (
+
+    select
+        snapshot_date                                               as run_date,
+        user_id,
+        mix,
+        cast(array_agg(item_id order by sample_idx) as varchar[])   as negative_item_ids,
+        cast(array_agg(pool order by sample_idx) as varchar[])      as negative_pools,
+        count(*)                                                    as n_negatives,
+        count(*) filter (where pool = 'hard')                       as n_hard,
+        count(*) filter (where pool = 'trending')                   as n_trending,
+        count(*) filter (where pool = 'tailing')                    as n_tailing,
+        count(*) filter (where pool = 'uniform')                    as n_uniform
+
+    from negatives
+    group by snapshot_date, user_id, mix
+
+)
+
+select * from per_user_mix

@@ -11,6 +11,7 @@ from pyspark.sql.types import StructType
 
 from encore.config import EncoreConfig
 from encore.contracts import CLEAN_EVENT, Column, spark_ddl
+from encore.lake import partition_dates
 
 log = logging.getLogger(__name__)
 
@@ -33,41 +34,58 @@ def path_exists(spark: SparkSession, path: str) -> bool:
     return hadoop_path.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration()).exists(hadoop_path)
 
 
-def read_clean_events(spark: SparkSession, cfg: EncoreConfig, run_date: str | dt.date) -> DataFrame:
-    """Clean events with partition dt and event date in the lookback window of ``run_date``.
+def read_clean_events(spark: SparkSession, cfg: EncoreConfig, start: dt.date, end: dt.date) -> DataFrame:
+    """Clean events with partition dt and event date in ``[start, end]``.
 
-    Columns are cast to the CLEAN_EVENT contract; a missing column is an error naming it.
+    Only the window's partition directories are listed and read, so the cost does not
+    grow with the lake's history. Columns are cast to the CLEAN_EVENT contract; a missing
+    column is an error naming it.
     """
     path = cfg.lake_path("events_clean")
     if not path_exists(spark, path):
         raise FileNotFoundError(f"events_clean: no clean events at {path} (run ingest first)")
-    start, end = lookback_window(cfg, run_date)
-    raw = spark.read.option("basePath", path).parquet(path)
+    in_window = [day for day in partition_dates(cfg, "events_clean") if start.isoformat() <= day <= end.isoformat()]
+    # no partition in the window: read the table, the date filter leaves no rows
+    partitions = [cfg.lake_path("events_clean", day) for day in in_window] or [path]
+    raw = spark.read.option("basePath", path).parquet(*partitions)
     missing = [c.name for c in CLEAN_EVENT if c.name not in raw.columns]
     if missing or "dt" not in raw.columns:
         raise ValueError(f"events_clean at {path}: missing columns {missing + (['dt'] if 'dt' not in raw.columns else [])}")
-    in_window = F.col("dt").cast("date").between(F.lit(start), F.lit(end)) & F.to_date("ts").between(
+    in_dates = F.col("dt").cast("date").between(F.lit(start), F.lit(end)) & F.to_date("ts").between(
         F.lit(start), F.lit(end)
     )
     schema = contract_schema(spark, CLEAN_EVENT)
-    return raw.where(in_window).select([F.col(f.name).cast(f.dataType).alias(f.name) for f in schema.fields])
+    return raw.where(in_dates).select([F.col(f.name).cast(f.dataType).alias(f.name) for f in schema.fields])
 
 
-def write_partition(df: DataFrame, path: str) -> int:
-    """Overwrite exactly one ``dt=`` partition directory with ``df``; returns the row count.
+def output_files(rows: int) -> int:
+    return max(1, -(-rows // ROWS_PER_OUTPUT_FILE))
+
+
+def write_partition(df: DataFrame, path: str, rows: int) -> int:
+    """Overwrite exactly one ``dt=`` partition directory with ``df`` (``rows`` rows); returns ``rows``.
 
     Writing to the partition path (instead of partitionBy on the table) also replaces a
     partition whose re-run produced no rows, so a re-run of a date is always idempotent.
-    The frame is cached (unless the caller did) so the count and the coalesced write share
-    one computation and the output has few files.
+    Callers know the row count from their stats pass, so writing is the frame's only action;
+    coalescing to ``rows / ROWS_PER_OUTPUT_FILE`` keeps the file count small.
     """
-    owned = not df.is_cached
-    if owned:
-        df = df.persist()
-    rows = df.count()
-    files = max(1, -(-rows // ROWS_PER_OUTPUT_FILE))
+    files = output_files(rows)
     df.coalesce(files).write.mode("overwrite").parquet(path)
-    if owned:
-        df.unpersist()
     log.info("wrote %d rows in %d file(s) to %s", rows, files, path)
     return rows
+
+
+def write_date_partitions(df: DataFrame, table_path: str) -> None:
+    """Overwrite the ``dt=`` partitions of ``table_path`` present in ``df`` (column ``dt``), only those.
+
+    Relies on dynamic partition overwrite (session.configure_session); one shuffle by
+    ``dt`` gives one task, hence few files, per date.
+    """
+    (
+        df.repartition("dt")
+        .write.mode("overwrite")
+        .option("maxRecordsPerFile", ROWS_PER_OUTPUT_FILE)
+        .partitionBy("dt")
+        .parquet(table_path)
+    )

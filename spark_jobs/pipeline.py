@@ -1,4 +1,4 @@
-"""All nightly Spark jobs for one run date, sharing one sessionized frame."""
+"""All nightly Spark jobs for one run date, sharing one sessionized frame; history backfill."""
 
 from __future__ import annotations
 
@@ -7,13 +7,22 @@ import logging
 import time
 
 from pyspark.sql import SparkSession
+from pyspark.sql import functions as F
 
 from encore.config import EncoreConfig
-from spark_jobs.lake import lookback_window
+from encore.contracts import SESSIONIZED_EVENT
+from encore.lake import partition_dates
+from spark_jobs.lake import (
+    contract_schema,
+    lookback_window,
+    read_clean_events,
+    write_date_partitions,
+    write_partition,
+)
 from spark_jobs.phns_pools import run_phns_pools
 from spark_jobs.sequences import run_sequences
 from spark_jobs.session import configure_session, get_spark
-from spark_jobs.sessionize import build_sessionized, run_sessionize
+from spark_jobs.sessionize import build_sessionized, run_sessionize, sessionize_events
 
 log = logging.getLogger(__name__)
 
@@ -38,4 +47,47 @@ def run_all(
         stats[job] = runners[job](cfg, day, spark=spark, sessionized=sessionized)
     sessionized.unpersist()
     stats["seconds"] = round(time.monotonic() - start_time, 2)
+    return stats
+
+
+def backfill_sessionized(cfg: EncoreConfig, until: str | dt.date, spark: SparkSession | None = None) -> dict:
+    """Write sessionized_events for every clean-event date in the lookback window before ``until``
+    that has no partition yet, in one Spark pass (one read, one sessionization, one write).
+
+    Each date gets the rows its own nightly run writes: sessions from the lookback window
+    and next-positive targets only within the date (a nightly run cannot see the next
+    day). Existing partitions are never rewritten. (A session longer than the lookback
+    window could start earlier than in a per-date run; gap sessions cannot.)
+    """
+    until = until if isinstance(until, dt.date) else dt.date.fromisoformat(until)
+    first = until - dt.timedelta(days=cfg.sessions.lookback_days)
+    done = set(partition_dates(cfg, "sessionized_events"))
+    missing = [
+        day for day in partition_dates(cfg, "events_clean")
+        if first.isoformat() <= day < until.isoformat() and day not in done
+    ]
+    stats: dict = {"until": until.isoformat(), "rows": {}}
+    if not missing:
+        return stats
+    spark = configure_session(spark) if spark else get_spark(cfg, "encore-backfill-sessionized")
+    start_time = time.monotonic()
+    days = [dt.date.fromisoformat(day) for day in missing]
+    events = read_clean_events(spark, cfg, lookback_window(cfg, days[0])[0], days[-1])
+    sessionized = sessionize_events(events, cfg, targets_within_day=True).withColumn("dt", F.to_date("ts"))
+    table = cfg.lake_path("sessionized_events")
+    write_date_partitions(
+        sessionized.where(F.col("dt").isin(days)).select(*(c.name for c in SESSIONIZED_EVENT), "dt"), table
+    )
+    present = set(partition_dates(cfg, "sessionized_events"))
+    if present & set(missing):
+        written = spark.read.option("basePath", table).parquet(
+            *(cfg.lake_path("sessionized_events", day) for day in missing if day in present)
+        )
+        stats["rows"] = {r["day"]: r["count"] for r in written.groupBy(F.col("dt").cast("string").alias("day")).count().collect()}
+    empty = spark.createDataFrame([], contract_schema(spark, SESSIONIZED_EVENT))
+    for day in missing:
+        if day not in present:  # a date without sessionized rows still gets its (empty) partition
+            stats["rows"][day] = write_partition(empty, cfg.lake_path("sessionized_events", day), 0)
+    stats["seconds"] = round(time.monotonic() - start_time, 2)
+    log.info("backfilled sessionized_events %s", stats)
     return stats

@@ -32,20 +32,28 @@ def sequence_length(cfg: EncoreConfig) -> int:
 
 
 def build_user_sequences(sessionized: DataFrame, cfg: EncoreConfig) -> DataFrame:
-    """All users' truncated sequences with n_positives (before the MIN_POSITIVES filter)."""
+    """All users' truncated sequences with n_positives (before the MIN_POSITIVES filter).
+
+    Also counts each user's sessions and sessions with a next-positive target, so every
+    stat comes from this one per-user pass (sessionized is already partitioned by user).
+    """
     keep = sequence_length(cfg)
     per_user = sessionized.groupBy("user_id").agg(
-        F.sort_array(F.collect_list(F.struct("ts", "event_id", "item_id", "is_skip", "engagement"))).alias("events")
+        F.sort_array(F.collect_list(F.struct("ts", "event_id", "item_id", "is_skip", "engagement"))).alias("events"),
+        F.size(F.collect_set("session_id")).alias("n_sessions"),
+        F.size(F.collect_set(F.when(F.col("next_positive_item_id").isNotNull(), F.col("session_id")))).alias(
+            "n_sessions_with_target"
+        ),
     )
     truncated = per_user.select(
         "user_id",
         F.size("events").cast("long").alias("n_events"),
         F.expr(f"slice(events, greatest(size(events) - {keep} + 1, 1), {keep})").alias("events"),
+        "n_sessions",
+        "n_sessions_with_target",
     )
     with_positions = truncated.select(
-        "user_id",
-        "n_events",
-        "events",
+        "*",
         F.expr("filter(sequence(0, size(events) - 1), i -> NOT events[i].is_skip)").alias("positive_idx"),
     )
     return with_positions.select(
@@ -58,26 +66,27 @@ def build_user_sequences(sessionized: DataFrame, cfg: EncoreConfig) -> DataFrame
         F.expr("CAST(try_element_at(positive_idx, -1) AS INT)").alias("test_idx"),
         "n_events",
         F.size("positive_idx").alias("n_positives"),
+        "n_sessions",
+        "n_sessions_with_target",
     )
 
 
-def sequence_stats(user_sequences: DataFrame, sessionized: DataFrame) -> dict:
-    users = user_sequences.agg(
+def sequence_stats(user_sequences: DataFrame) -> dict:
+    """Users kept / excluded and sessions with / without a target, in one aggregation."""
+    kept = F.col("n_positives") >= MIN_POSITIVES
+    totals = user_sequences.agg(
         F.count("*").alias("users_total"),
-        F.sum(F.when(F.col("n_positives") >= MIN_POSITIVES, 1).otherwise(0)).alias("users_kept"),
+        F.count(F.when(kept, 1)).alias("users_kept"),
+        F.sum("n_sessions").alias("sessions_total"),
+        F.sum("n_sessions_with_target").alias("sessions_with_target"),
     ).first()
-    sessions = (
-        sessionized.groupBy("user_id", "session_id")
-        .agg(F.max(F.col("next_positive_item_id").isNotNull()).alias("has_target"))
-        .agg(F.count("*").alias("sessions_total"), F.sum(F.when(~F.col("has_target"), 1).otherwise(0)).alias("no_target"))
-        .first()
-    )
+    sessions_total = totals["sessions_total"] or 0
     return {
-        "users_total": users["users_total"],
-        "users_kept": users["users_kept"] or 0,
-        "users_excluded_few_positives": users["users_total"] - (users["users_kept"] or 0),
-        "sessions_total": sessions["sessions_total"],
-        "sessions_without_target": sessions["no_target"] or 0,
+        "users_total": totals["users_total"],
+        "users_kept": totals["users_kept"],
+        "users_excluded_few_positives": totals["users_total"] - totals["users_kept"],
+        "sessions_total": sessions_total,
+        "sessions_without_target": sessions_total - (totals["sessions_with_target"] or 0),
     }
 
 
@@ -88,12 +97,12 @@ def run_sequences(
     spark = configure_session(spark) if spark else get_spark(cfg, "encore-sequences")
     start_time = time.monotonic()
     _, day = lookback_window(cfg, run_date)
-    if sessionized is None:
-        sessionized = build_sessionized(spark, cfg, run_date).persist()
+    sessionized = sessionized if sessionized is not None else build_sessionized(spark, cfg, run_date)
+    # one row per user, read by the stats and by the write
     user_sequences = build_user_sequences(sessionized, cfg).persist()
-    stats = {"run_date": day.isoformat(), **sequence_stats(user_sequences, sessionized)}
+    stats = {"run_date": day.isoformat(), **sequence_stats(user_sequences)}
     kept = user_sequences.where(F.col("n_positives") >= MIN_POSITIVES).select([c.name for c in SEQUENCE])
-    stats["sequences"] = write_partition(kept, cfg.lake_path("sequences", day))
+    stats["sequences"] = write_partition(kept, cfg.lake_path("sequences", day), stats["users_kept"])
     user_sequences.unpersist()
     stats["seconds"] = round(time.monotonic() - start_time, 2)
     log.info("sequences %s", stats)

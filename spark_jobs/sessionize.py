@@ -39,8 +39,12 @@ def label_events(events: DataFrame, cfg: EncoreConfig) -> DataFrame:
     )
 
 
-def sessionize_events(events: DataFrame, cfg: EncoreConfig) -> DataFrame:
-    """Labelled, sessionized events (SESSIONIZED_EVENT columns) for every input event."""
+def sessionize_events(events: DataFrame, cfg: EncoreConfig, targets_within_day: bool = False) -> DataFrame:
+    """Labelled, sessionized events (SESSIONIZED_EVENT columns) for every input event.
+
+    ``targets_within_day`` keeps a next positive only when it falls on the event's own
+    day, as the nightly run of that day (which cannot see the next day) computes it.
+    """
     gap_us = cfg.sessions.gap_minutes * 60 * 1_000_000
     window = f"OVER ({USER_ORDER})"
     running = f"OVER ({USER_ORDER} ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)"
@@ -54,18 +58,21 @@ def sessionize_events(events: DataFrame, cfg: EncoreConfig) -> DataFrame:
             f"ELSE coalesce(unix_micros(ts) - unix_micros(lag(ts) {window}) > {gap_us}, TRUE) END"
         ).alias("is_session_start"),
     )
-    with_sessions = with_breaks.select(
+    # One more pass (one window operator): session start, and the next positive and next
+    # session start of the user; the positive is in the same session when no start precedes it.
+    with_targets = with_breaks.select(
         "*",
-        F.expr(f"sum(CAST(is_session_start AS INT)) {running}").alias("session_no"),
         F.expr(f"last(CASE WHEN is_session_start THEN user_rn END, TRUE) {running}").alias("start_rn"),
         F.expr(f"last(CASE WHEN is_session_start THEN ts END, TRUE) {running}").alias("session_start"),
+        F.expr(
+            "lead(CASE WHEN NOT is_skip THEN named_struct('item_id', item_id, 'user_rn', user_rn, 'ts', ts) END, 1) "
+            f"IGNORE NULLS {window}"
+        ).alias("next_pos"),
+        F.expr(f"lead(CASE WHEN is_session_start THEN user_rn END, 1) IGNORE NULLS {window}").alias("next_start_rn"),
     )
-    # Next positive of the user, kept only when it belongs to the same session.
-    with_targets = with_sessions.select(
-        "*",
-        F.expr(f"lead(CASE WHEN NOT is_skip THEN item_id END, 1) IGNORE NULLS {window}").alias("next_pos_item"),
-        F.expr(f"lead(CASE WHEN NOT is_skip THEN session_no END, 1) IGNORE NULLS {window}").alias("next_pos_session"),
-    )
+    same_target_scope = "coalesce(next_pos.user_rn < next_start_rn, TRUE)"
+    if targets_within_day:
+        same_target_scope += " AND to_date(next_pos.ts) = to_date(ts)"
     return with_targets.select(
         "user_id",
         "item_id",
@@ -81,26 +88,34 @@ def sessionize_events(events: DataFrame, cfg: EncoreConfig) -> DataFrame:
         "is_skip",
         "is_abandoned",
         "engagement",
-        F.expr("CASE WHEN next_pos_session = session_no THEN next_pos_item END").alias("next_positive_item_id"),
+        F.expr(f"CASE WHEN {same_target_scope} THEN next_pos.item_id END").alias("next_positive_item_id"),
         "source",
     )
 
 
 def build_sessionized(spark: SparkSession, cfg: EncoreConfig, run_date: str | dt.date) -> DataFrame:
     """Sessionized events of the whole lookback window of ``run_date`` (not yet written)."""
-    return sessionize_events(read_clean_events(spark, cfg, run_date), cfg)
+    return sessionize_events(read_clean_events(spark, cfg, *lookback_window(cfg, run_date)), cfg)
 
 
 def run_sessionize(
     cfg: EncoreConfig, run_date: str | dt.date, spark: SparkSession | None = None, sessionized: DataFrame | None = None
 ) -> dict:
-    """Write sessionized_events/dt=run_date (events of that day, sessions from the lookback)."""
+    """Write sessionized_events/dt=run_date (events of that day, sessions from the lookback).
+
+    ``sessionized`` is the caller's cached frame of the lookback window (pipeline.run_all).
+    """
     spark = configure_session(spark) if spark else get_spark(cfg, "encore-sessionize")
     start_time = time.monotonic()
     _, day = lookback_window(cfg, run_date)
-    sessionized = sessionized if sessionized is not None else build_sessionized(spark, cfg, run_date)
-    of_day = sessionized.where(F.to_date("ts") == F.lit(day))
-    rows = write_partition(of_day.select([c.name for c in SESSIONIZED_EVENT]), cfg.lake_path("sessionized_events", day))
+    shared = sessionized is not None
+    sessionized = sessionized if shared else build_sessionized(spark, cfg, day)
+    of_day = sessionized.where(F.to_date("ts") == F.lit(day)).select([c.name for c in SESSIONIZED_EVENT])
+    if not shared:  # the count and the write share one sessionization
+        of_day = of_day.persist()
+    rows = write_partition(of_day, cfg.lake_path("sessionized_events", day), of_day.count())
+    if not shared:
+        of_day.unpersist()
     stats = {"run_date": day.isoformat(), "sessionized_events": rows, "seconds": round(time.monotonic() - start_time, 2)}
     log.info("sessionize %s", stats)
     return stats

@@ -18,7 +18,7 @@ from encore import lake
 from encore.config import load_config
 from fixtures.spark.clean_events import event, write_clean_events
 from spark_jobs.duckdb_reference import build_phns_pools_duckdb, build_sequences_duckdb, build_sessionized_duckdb
-from spark_jobs.pipeline import run_all
+from spark_jobs.pipeline import backfill_sessionized, run_all
 from spark_jobs.sessionize import run_sessionize
 
 pytestmark = pytest.mark.spark
@@ -269,3 +269,47 @@ def test_missing_input_names_the_table(spark, tmp_path):
     with pytest.raises(FileNotFoundError, match="events_clean"):
         run_all(empty, D, spark=spark)
 
+
+
+HISTORY = [
+    event("u_a", "A", "2026-10-01T23:50:00", 1.0),
+    event("u_a", "B", "2026-10-02T00:05:00", 0.1),  # same session across midnight, skipped
+    event("u_a", "C", "2026-10-02T00:10:00", 1.0),  # A's next positive, but on the next day
+    event("u_a", "D", "2026-10-03T10:00:00", 1.0),
+    event("u_a", "E", "2026-10-03T10:01:00", 1.0),
+    event("u_b", "A", "2026-10-01T08:00:00", 0.9),
+    event("u_b", "F", "2026-10-04T09:00:00", 0.02),
+    event("u_b", "G", "2026-10-04T09:05:00", 1.0),
+    event("u_b", "H", "2026-10-05T09:00:00", 1.0),  # the run date itself: not history
+]
+
+
+def sessionized_files(cfg, day: str) -> dict:
+    return {p.name: p.stat().st_mtime_ns for p in Path(cfg.lake_path("sessionized_events", day)).glob("*")}
+
+
+def test_backfill_writes_missing_history_once_as_per_date_runs_would(spark, tmp_path):
+    overrides = dict(environ={}, sessions={"max_seq_len": 4})
+    backfilled = load_config(paths={"home": str(tmp_path / "backfill")}, **overrides)
+    per_date = load_config(paths={"home": str(tmp_path / "per_date")}, **overrides)
+    for config in (backfilled, per_date):
+        write_clean_events(config, HISTORY)
+    run_sessionize(backfilled, "2026-10-02", spark=spark)  # already there: must stay untouched
+    existing = sessionized_files(backfilled, "2026-10-02")
+
+    stats = backfill_sessionized(backfilled, "2026-10-05", spark=spark)
+
+    assert stats["rows"] == {"2026-10-01": 2, "2026-10-03": 2, "2026-10-04": 2}
+    assert lake.partition_dates(backfilled, "sessionized_events") == [
+        "2026-10-01", "2026-10-02", "2026-10-03", "2026-10-04"]
+    assert sessionized_files(backfilled, "2026-10-02") == existing
+    assert all(len(list(Path(backfilled.lake_path("sessionized_events", d)).glob("*.parquet"))) == 1
+               for d in stats["rows"])
+    first_day = {r["user_id"]: r for r in read(backfilled, "sessionized_events", "2026-10-01")}
+    assert first_day["u_a"]["session_id"] == f"u_a#{epoch('2026-10-01T23:50:00')}"
+    assert first_day["u_a"]["next_positive_item_id"] is None  # C is on 10-02: a nightly run of 10-01 cannot see it
+    for day in stats["rows"]:
+        run_sessionize(per_date, day, spark=spark)
+        assert sorted(read(backfilled, "sessionized_events", day), key=repr) == sorted(
+            read(per_date, "sessionized_events", day), key=repr)
+    assert backfill_sessionized(backfilled, "2026-10-05", spark=spark)["rows"] == {}

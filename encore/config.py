@@ -127,6 +127,17 @@ class TrainingConfig:
     seed: int = 42
     device: str = "auto"  # auto | cpu | cuda
     bf16: bool = True
+    # S-MoE-BST (seed 003): PHNS mix ("" = phns.default_mix; UNIFORM = no PHNS), next-K soft
+    # labels, multi-task loss weights, engagement weighting and the gate
+    phns_mix: str = ""
+    soft_labels: tuple[float, ...] = (1.0, 0.6, 0.3)
+    rank_weight: float = 1.0
+    ctr_weight: float = 0.5
+    completion_weight: float = 0.5
+    entropy_weight: float = 0.01
+    engagement_alpha: float = 1.0
+    gate_noise: float = 1.0
+    gate_temperature: float = 1.0
 
 
 @dataclass

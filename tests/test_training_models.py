@@ -168,6 +168,17 @@ def test_sampled_softmax_matches_hand_computation():
     assert full_softmax_loss(vectors, targets, table).item() == pytest.approx(expected, rel=1e-6)
 
 
+def test_sampled_softmax_uses_the_batch_targets_as_negatives():
+    table = torch.tensor([[0.0, 0.0], [1.0, 0.0], [0.0, 1.0], [1.0, 1.0], [0.0, 0.0]])
+    vectors = torch.tensor([[2.0, 1.0], [0.0, 1.0]])
+    targets = torch.tensor([1, 3])  # row 0 scores items 1,2,3 as 2,1,3; row 1 as 0,1,1
+    negatives = torch.tensor([2])  # candidates = {1, 2, 3}: row 1's target 3 is a negative for row 0
+    row0 = -(2 - math.log(math.exp(2) + math.exp(1) + math.exp(3)))
+    row1 = -(1 - math.log(math.exp(0) + math.exp(1) + math.exp(1)))
+    loss = sampled_softmax_loss(vectors, targets, table, negatives).item()
+    assert loss == pytest.approx((row0 + row1) / 2, rel=1e-6)
+
+
 def test_negative_sampler_is_per_epoch_and_reproducible():
     sampler = NegativeSampler(n_items=100, n_samples=50, seed=3)
     first = sampler.resample(1).clone()

@@ -29,6 +29,7 @@ The loss drops a negative that equals the position's positive.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import json
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -278,3 +279,21 @@ def history_mask(seq: torch.Tensor, n_items: int, positive_only: torch.Tensor | 
     mask = torch.zeros(seq.shape[0], n_items + 1, dtype=torch.bool, device=seq.device)
     mask.scatter_(1, torch.where(keep, seq, 0).clamp(max=n_items), True)
     return mask[:, 1:]
+
+
+def user_keys(user_ids: np.ndarray | list[str]) -> np.ndarray:
+    """Stable int64 key of each user_id string, so a model can store which users
+    its user table was trained on and find them again in another ``SequenceData``."""
+    return np.asarray(
+        [int.from_bytes(hashlib.blake2b(str(u).encode(), digest_size=8).digest(), "little") >> 1 for u in user_ids],
+        dtype=np.int64,
+    )
+
+
+def user_rows(known_keys: np.ndarray, user_ids: np.ndarray | list[str]) -> np.ndarray:
+    """Row of each user in ``known_keys`` (sorted ``user_keys``), -1 for unknown users."""
+    keys = user_keys(user_ids)
+    if len(known_keys) == 0:
+        return np.full(len(keys), -1, dtype=np.int64)
+    pos = np.clip(np.searchsorted(known_keys, keys), 0, len(known_keys) - 1)
+    return np.where(known_keys[pos] == keys, pos, -1).astype(np.int64)

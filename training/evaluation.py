@@ -20,6 +20,14 @@ def autocast_context(device: torch.device, bf16: bool):
     return contextlib.nullcontext()
 
 
+def score_batch(model, batch: SequenceBatch) -> torch.Tensor:
+    """``model.score_all`` of the batch's windows; models that read per-event context
+    (``reads_context``: skips, completion, user) get the whole batch as ``context``."""
+    if getattr(model, "reads_context", False):
+        return model.score_all(batch.seq, context=batch)
+    return model.score_all(batch.seq)
+
+
 @torch.no_grad()
 def evaluate_model(
     model,
@@ -42,7 +50,7 @@ def evaluate_model(
     for batch in iterate_batches(split, batch_size):
         batch = batch.to(device)
         with autocast_context(device, bf16):
-            scores = model.score_all(batch.seq).float()
+            scores = score_batch(model, batch).float()
         targets = batch.target - 1
         seen = history_mask(batch.seq, n_items)
         positive = history_mask(batch.seq, n_items, positive_only=~batch.is_skip)
@@ -76,7 +84,7 @@ def evaluate_candidates(
     for start in range(0, len(split), batch_size):
         batch = split.take(slice(start, start + batch_size)).to(device)
         cands = candidates[start : start + batch_size].to(device)
-        scores = model.score_all(batch.seq).float()
+        scores = score_batch(model, batch).float()
         ranks = candidate_ranks(scores, batch.target - 1, (cands - 1).clamp(min=0), cands != PAD_ID)
         accumulator.add(ranks)
     return accumulator.result()

@@ -16,7 +16,7 @@ import numpy as np
 import pyarrow as pa
 import torch
 
-from training.data import ItemVocab, SequenceData, history_mask
+from training.data import ItemVocab, SequenceBatch, SequenceData, history_mask
 from training.models import MODELS
 
 BUNDLE_FILE = "bundle.pt"
@@ -37,6 +37,9 @@ class InferenceBundle:
 def save_bundle(path: str | Path, model: torch.nn.Module, vocab: ItemVocab, model_name: str, meta: dict | None = None) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    if not isinstance(model, torch.nn.Module):  # a fitted baseline (training.baselines): pickled whole
+        torch.save({"model_name": model_name, "baseline": model, "item_ids": vocab.item_ids, "meta": meta or {}}, path)
+        return path
     torch.save(
         {
             "model_name": model_name,
@@ -52,6 +55,8 @@ def save_bundle(path: str | Path, model: torch.nn.Module, vocab: ItemVocab, mode
 
 def load_bundle(path: str | Path, device: str | torch.device = "cpu") -> InferenceBundle:
     blob = torch.load(path, map_location="cpu", weights_only=False)
+    if "baseline" in blob:
+        return InferenceBundle(blob["baseline"], ItemVocab(blob["item_ids"]), blob["model_name"], blob.get("meta", {}))
     family = blob["model_name"].split("+")[0]
     if family not in MODELS:
         raise ValueError(f"bundle {path} holds unknown model {blob['model_name']!r}")
@@ -106,12 +111,14 @@ def recommend_top_k(
     *,
     chunk_size: int = 4096,
     device: str | torch.device | None = None,
+    context: SequenceBatch | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Top-``k`` item ids and scores (``[U, k]`` each, on CPU) for left-padded
     windows ``seqs`` ``[U, L]``, in chunks of ``chunk_size`` users.
 
     ``exclude``: True = drop every item of the window; a ``[U, n_items]`` bool
-    tensor = drop those columns; False = nothing."""
+    tensor = drop those columns; False = nothing. ``context``: the batch the windows
+    come from, for models that read per-event context (``reads_context``)."""
     if device is None:
         device = next(model.parameters()).device if isinstance(model, torch.nn.Module) else torch.device("cpu")
     if isinstance(model, torch.nn.Module):
@@ -119,7 +126,10 @@ def recommend_top_k(
     top_ids, top_scores = [], []
     for start in range(0, len(seqs), chunk_size):
         chunk = seqs[start : start + chunk_size].to(device)
-        scores = model.score_all(chunk).float()
+        if context is not None and getattr(model, "reads_context", False):
+            scores = model.score_all(chunk, context=context.take(slice(start, start + chunk_size)).to(device)).float()
+        else:
+            scores = model.score_all(chunk).float()
         if isinstance(exclude, torch.Tensor):
             scores = scores.masked_fill(exclude[start : start + chunk_size].to(device), float("-inf"))
         elif exclude:
@@ -139,7 +149,9 @@ def recommend_for_users(
     (built with ``vocab=bundle.vocab``), recommending after all their events.
     Items excluded as history and padding fill never appear (-inf scores are dropped)."""
     split = data.split("inference", bundle.max_seq_len)
-    ids, scores = recommend_top_k(bundle.model, split.seq, k, exclude_history, chunk_size=chunk_size)
+    if hasattr(bundle.model, "attach_users"):
+        bundle.model.attach_users(data.user_ids)
+    ids, scores = recommend_top_k(bundle.model, split.seq, k, exclude_history, chunk_size=chunk_size, context=split)
     keep = torch.isfinite(scores)
     users = np.repeat(data.user_ids[split.user_index.numpy()], ids.shape[1]).reshape(ids.shape)
     ranks = np.broadcast_to(np.arange(1, ids.shape[1] + 1, dtype=np.int32), ids.shape)

@@ -14,6 +14,7 @@ All losses take only positions with a target (target id != 0) into account.
   the skipped items of the sequence.
 * ``sequence_model_loss`` — NLL + λ·InfoNCE for any model with the
   ``training.models`` interface.
+* ``pairwise_hinge_loss`` — margin ranking loss on distances (AttRec, seed 001).
 """
 
 from __future__ import annotations
@@ -42,12 +43,16 @@ class NegativeSampler:
 def sampled_softmax_loss(
     vectors: torch.Tensor, targets: torch.Tensor, item_table: torch.Tensor, negatives: torch.Tensor
 ) -> torch.Tensor:
-    """``vectors`` ``[N, D]``, ``targets`` ``[N]`` ids, ``negatives`` ``[S]`` ids -> mean NLL."""
-    positive = (vectors * item_table[targets]).sum(-1, keepdim=True)
-    negative = vectors @ item_table[negatives].T
-    negative = negative.masked_fill(negatives[None, :] == targets[:, None], float("-inf"))
-    logits = torch.cat([positive, negative], dim=1)
-    return F.cross_entropy(logits, torch.zeros(len(targets), dtype=torch.long, device=targets.device))
+    """``vectors`` ``[N, D]``, ``targets`` ``[N]`` ids, ``negatives`` ``[S]`` ids -> mean NLL.
+
+    As in seed 000, the candidates are the mini-batch's targets mixed with the
+    sampled items (duplicates counted once): every row's target is also a
+    negative for the other rows, so no item is only ever pushed up, which made
+    training diverge when the epoch's sample was redrawn.
+    """
+    candidates = torch.unique(torch.cat([targets, negatives]))  # sorted
+    logits = vectors @ item_table[candidates].T
+    return F.cross_entropy(logits, torch.searchsorted(candidates, targets))
 
 
 def full_softmax_loss(vectors: torch.Tensor, targets: torch.Tensor, item_table: torch.Tensor) -> torch.Tensor:
@@ -138,3 +143,156 @@ def sequence_model_loss(
     else:
         raise ValueError(f"unknown contrastive anchor {settings.contrastive!r}")
     return LossParts(total=nll + settings.cl_weight * cl, nll=nll, contrastive=cl)
+
+
+def pairwise_hinge_loss(positive_distance: torch.Tensor, negative_distance: torch.Tensor, margin: float,
+                        negative_mask: torch.Tensor | None = None) -> torch.Tensor:
+    """Metric-learning ranking loss (AttRec, seed 001): mean of
+    ``max(0, margin + d(pos) - d(neg))`` over (positive, negative) pairs.
+
+    Distances: lower = better. ``positive_distance`` ``[N]``, ``negative_distance``
+    ``[N, M]``; ``negative_mask`` ``[N, M]`` bool marks the pairs that count."""
+    hinge = F.relu(margin + positive_distance[:, None] - negative_distance)
+    if negative_mask is None:
+        return hinge.mean()
+    if not negative_mask.any():
+        return hinge.sum() * 0.0
+    return hinge[negative_mask].mean()
+
+
+# ---- S-MoE-BST multi-task losses (seed 003) ------------------------------------------
+
+
+def next_k_targets(
+    seq: torch.Tensor, is_skip: torch.Tensor, completion: torch.Tensor, k: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The next ``k`` positive (non-skipped) events after each position of the window.
+
+    Returns item ids ``[B, L, k]`` (0 = none left in the window) and their
+    completion ``[B, L, k]``. Column j is the (j+1)-th positive after t."""
+    batch, length = seq.shape
+    positive = (seq != PAD_ID) & ~is_skip
+    rank = positive.long().cumsum(dim=1)  # positives in [0, t]
+    # items / completion of each row's r-th positive at column r - 1 (extra column = none)
+    by_rank_item = torch.zeros(batch, length + 1, dtype=seq.dtype, device=seq.device)
+    by_rank_completion = torch.zeros(batch, length + 1, dtype=completion.dtype, device=seq.device)
+    slot = torch.where(positive, rank - 1, length)
+    by_rank_item.scatter_(1, slot, torch.where(positive, seq, 0))
+    by_rank_completion.scatter_(1, slot, torch.where(positive, completion, 0.0))
+    wanted = (rank[..., None] + torch.arange(k, device=seq.device)).clamp(max=length)  # [B, L, k] 0-based rank
+    wanted = torch.where(seq[..., None] != PAD_ID, wanted, length)
+    items = by_rank_item.gather(1, wanted.flatten(1)).view(batch, length, k)
+    return items, by_rank_completion.gather(1, wanted.flatten(1)).view(batch, length, k)
+
+
+def engagement_weights(completion: torch.Tensor, alpha: float) -> torch.Tensor:
+    """Engagement-aware personalised weight of a positive: ``1 + alpha * completion``
+    (a fully watched title counts ``1 + alpha`` times an unwatched one)."""
+    return 1.0 + alpha * completion
+
+
+def weighted_ranking_loss(
+    positive: torch.Tensor, negative: torch.Tensor, negative_valid: torch.Tensor, weights: torch.Tensor
+) -> torch.Tensor:
+    """Softmax ranking (contrastive) loss of each positive score ``[N]`` against its
+    negatives ``[N, M]`` (``negative_valid`` marks real ones), weighted mean with ``weights`` ``[N]``:
+    ``sum_i w_i * -log(exp(s_i) / (exp(s_i) + sum_m exp(n_im))) / sum_i w_i``."""
+    logits = torch.cat([positive[:, None], negative.masked_fill(~negative_valid, float("-inf"))], dim=1)
+    loss = torch.logsumexp(logits, dim=1) - positive
+    return (weights * loss).sum() / weights.sum().clamp_min(1e-12)
+
+
+def weighted_ctr_loss(
+    positive: torch.Tensor,
+    labels: torch.Tensor,
+    weights: torch.Tensor,
+    negative: torch.Tensor,
+    negative_valid: torch.Tensor,
+) -> torch.Tensor:
+    """Binary CTR loss: BCE of positive logits ``[N]`` against soft ``labels`` ``[N]``
+    (weighted mean with ``weights``) + mean BCE of the valid negative logits ``[N, M]``
+    against 0. Positives and negatives count half each, so sigmoid(logit) stays on
+    the soft-label scale however many negatives there are."""
+    positive_bce = F.binary_cross_entropy_with_logits(positive, labels, reduction="none")
+    positive_term = (weights * positive_bce).sum() / weights.sum().clamp_min(1e-12)
+    negative_bce = F.binary_cross_entropy_with_logits(negative, torch.zeros_like(negative), reduction="none")
+    negative_term = negative_bce[negative_valid].mean() if negative_valid.any() else negative.sum() * 0.0
+    return 0.5 * (positive_term + negative_term)
+
+
+def completion_loss(logits: torch.Tensor, completion: torch.Tensor) -> torch.Tensor:
+    """MSE between sigmoid(logits) and the observed completion rate in [0, 1]."""
+    return F.mse_loss(torch.sigmoid(logits), completion)
+
+
+def gate_entropy(gate: torch.Tensor) -> torch.Tensor:
+    """Mean entropy (nats) of gate distributions ``[..., E]``; the regulariser maximises it."""
+    return -(gate * gate.clamp_min(1e-12).log()).sum(-1).mean()
+
+
+@dataclass
+class MultiTaskSettings:
+    soft_labels: tuple[float, ...] = (1.0, 0.6, 0.3)  # strengths of the next-K positives; (1.0,) = next item only
+    rank_weight: float = 1.0
+    ctr_weight: float = 0.5
+    completion_weight: float = 0.5
+    entropy_weight: float = 0.01
+    engagement_alpha: float = 1.0  # 0 = no engagement-aware weighting
+
+
+def smoe_bst_loss(
+    model: torch.nn.Module, batch: SequenceBatch, negatives: torch.Tensor, settings: MultiTaskSettings
+) -> dict[str, torch.Tensor]:
+    """S-MoE-BST total loss and its parts (``loss``, ``rank_loss``, ``ctr_loss``,
+    ``completion_loss``, ``gate_entropy``).
+
+    At every position t of the window: positives = the next K positive events
+    (soft strengths, engagement weights from their completion), negatives = the
+    row's PHNS negatives ``[B, M]`` (0 = none). Ranking uses the dot-product
+    score; CTR and completion use the model's heads; completion regresses the
+    completion of the event right after t (skipped or not).
+    ``total = rank_w·L_rank + ctr_w·L_ctr + completion_w·L_completion - entropy_w·H(gate)``.
+    """
+    k = len(settings.soft_labels)
+    hidden = model.encode(batch.seq, batch)
+    vectors = model.predict_vectors(hidden)
+    table = model.item_embeddings()
+    targets, target_completion = next_k_targets(batch.seq, batch.is_skip, batch.completion, k)
+    has = targets[..., 0] != PAD_ID  # positions with at least the next positive
+    rows = has.nonzero()[:, 0]
+    v = vectors[has]  # [N, D]
+    pos_ids, pos_completion = targets[has], target_completion[has]  # [N, K]
+    neg_ids = negatives[rows]  # [N, M]
+    pos_valid = pos_ids != PAD_ID
+    neg_valid = (neg_ids != PAD_ID)[:, None, :] & (neg_ids[:, None, :] != pos_ids[..., None])  # [N, K, M]
+
+    strength = torch.tensor(settings.soft_labels, device=v.device, dtype=v.dtype).expand_as(pos_completion)
+    weights = strength * engagement_weights(pos_completion, settings.engagement_alpha)
+    pos_scores = (v[:, None, :] * table[pos_ids]).sum(-1)  # [N, K]
+    neg_scores = torch.einsum("nd,nmd->nm", v, table[neg_ids])  # [N, M]
+    rank = weighted_ranking_loss(
+        pos_scores[pos_valid], neg_scores[:, None, :].expand(-1, k, -1)[pos_valid], neg_valid[pos_valid], weights[pos_valid]
+    )
+
+    ctr_logits, _ = model.head_logits(v, torch.cat([pos_ids, neg_ids], dim=1))
+    ctr = weighted_ctr_loss(
+        ctr_logits[:, :k][pos_valid], strength[pos_valid], engagement_weights(pos_completion, settings.engagement_alpha)[pos_valid],
+        ctr_logits[:, k:], neg_valid.any(dim=1),
+    )
+
+    following = batch.seq[:, 1:]
+    has_next = (batch.seq[:, :-1] != PAD_ID) & (following != PAD_ID)
+    if has_next.any():
+        _, next_logits = model.head_logits(vectors[:, :-1][has_next], following[has_next][:, None])
+        completion = completion_loss(next_logits[:, 0], batch.completion[:, 1:][has_next])
+    else:
+        completion = vectors.sum() * 0.0
+
+    entropy = gate_entropy(model.last_gate[batch.seq != PAD_ID])
+    total = (
+        settings.rank_weight * rank
+        + settings.ctr_weight * ctr
+        + settings.completion_weight * completion
+        - settings.entropy_weight * entropy
+    )
+    return {"loss": total, "rank_loss": rank, "ctr_loss": ctr, "completion_loss": completion, "gate_entropy": entropy}

@@ -79,6 +79,11 @@ def promote(
     ``evaluate(version)`` returns validation metrics of a registered version on
     the run date's validation data; both models go through the same function.
     """
+    recorded = recorded_decision(cfg, run_date)
+    if recorded is not None:
+        log.info("promotion %s already decided (%s); clear lake promotions/dt=%s to decide again",
+                 run_date, recorded.reason, run_date)
+        return recorded
     p = cfg.promotion
     client = client or MlflowClient(cfg.paths.mlflow_tracking_uri)
     client.set_registered_model_alias(p.registered_model, CHALLENGER, challenger_version)
@@ -107,6 +112,29 @@ def promote(
     log.info("promotion %s: %s v%s (%s)", run_date, "PROMOTED" if promoted else "kept champion", challenger_version, reason)
     lake.write_partition(cfg, "promotions", run_date, pa.Table.from_pylist([asdict(decision)]))
     return decision
+
+
+def recorded_decision(cfg: EncoreConfig, run_date: str) -> PromotionDecision | None:
+    """The decision already taken for ``run_date``, if any (re-runs reuse it)."""
+    if str(run_date) not in lake.partition_dates(cfg, "promotions"):
+        return None
+    (row,) = lake.read_partition(cfg, "promotions", run_date).to_pylist()
+    return PromotionDecision(**row)
+
+
+def champion_for_date(cfg: EncoreConfig, run_date: str) -> str:
+    """The champion version that serves ``run_date``: the one in place after that night's decision.
+
+    Pinning inference to it (rather than to the moving ``champion`` alias) makes
+    a re-run of an old date publish exactly what it published the first time.
+    """
+    decision = recorded_decision(cfg, run_date)
+    if decision is None:
+        raise LookupError(f"no promotion decision recorded for {run_date}: run the promote task first")
+    version = decision.challenger_version if decision.promoted else decision.champion_version
+    if version is None:
+        raise LookupError(f"no champion for {run_date}: {decision.reason}")
+    return version
 
 
 def champion_history(cfg: EncoreConfig) -> list[dict]:

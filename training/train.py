@@ -5,6 +5,8 @@ CLI::
     python -m training.train --model sasrec --contrastive item --run-date 2026-10-30 \
         [--epochs 5] [--batch-size 256] [--lr 1e-3] [--loss full_softmax] [--seed 1] \
         [--device cpu] [--no-register] [--no-resume]
+    python -m training.train --model smoe_bst --phns-mix MEDIUM --run-date 2026-10-30 \
+        [--soft-labels 1.0,0.6,0.3] [--ctr-weight 0.5] [--completion-weight 0.5] [--entropy-weight 0.01]
 
 The DAG calls ``train_model(cfg, run_date, model_name, **overrides)``.
 """
@@ -18,12 +20,18 @@ import json
 import sys
 from pathlib import Path
 
+import torch
+
 from encore.config import ConfigError, EncoreConfig, load_config
+from training.baselines import BASELINES
 from training.data import SequenceData
 from training.models import MODELS, build_model
 from training.trainer import Trainer, TrainSettings, seed_everything
 
-MODEL_SETTINGS = ("hidden", "layers", "heads", "dropout", "mask_prob")
+MODEL_SETTINGS = ("hidden", "layers", "heads", "dropout", "mask_prob", "gate_noise", "gate_temperature", "experts",
+                  "expert_windows")
+MULTITASK_SETTINGS = ("phns_mix", "soft_labels", "rank_weight", "ctr_weight", "completion_weight", "entropy_weight",
+                      "engagement_alpha")
 
 
 def variant_name(model_name: str, contrastive: str) -> str:
@@ -51,11 +59,18 @@ def train_model(
     ``test`` metric dicts, ``best_epoch``, ``model_runs_path``.
     """
     from training import tracking
+    from training.baselines import fit_baseline
 
+    if model_name in BASELINES:
+        return fit_baseline(cfg, run_date, model_name, data=data, dataset=dataset, register=register,
+                            seed=overrides.get("seed"), max_seq_len=overrides.get("max_seq_len"))
     if model_name not in MODELS:
         raise ConfigError(f"unknown model {model_name!r}; known: {sorted(MODELS)}")
     run_date = str(run_date)
     model_overrides = {k: overrides.pop(k) for k in list(overrides) if k in MODEL_SETTINGS}
+    multitask_overrides = {k: overrides.pop(k) for k in list(overrides) if k in MULTITASK_SETTINGS}
+    if model_name.startswith("attrec"):
+        overrides["contrastive"] = "none"  # AttRec trains with its own hinge loss, no InfoNCE term
     settings = TrainSettings.from_config(cfg.training, **overrides)
     model_settings = {name: getattr(cfg.training, name) for name in MODEL_SETTINGS if hasattr(cfg.training, name)}
     model_settings.update({k: v for k, v in model_overrides.items() if v is not None})
@@ -66,7 +81,18 @@ def train_model(
     dataset = dataset or cfg.data.source
     variant = variant_name(model_name, settings.contrastive)
     seed_everything(settings.seed)
-    model = build_model(model_name, data.n_items, max_seq_len=settings.max_seq_len, **model_settings)
+    model = build_model(model_name, data.n_items, max_seq_len=settings.max_seq_len, n_users=data.n_users, **model_settings)
+    objective = pools = None
+    if model_name == "smoe_bst":
+        from training.multitask import multitask_setup
+
+        objective, pools, mix = multitask_setup(cfg, run_date, data, model, settings.seed, **multitask_overrides)
+        variant = f"{model_name}+phns_{mix.lower()}"  # the InfoNCE setting does not apply
+    elif model_name.startswith("attrec"):
+        from training.models.attrec import HingeObjective
+
+        model.attach_users(data.user_ids)
+        objective = HingeObjective()
     checkpoint_dir = Path(cfg.paths.checkpoints) / dataset / variant / run_date / f"seed{settings.seed}"
 
     run_name = f"{variant}-{run_date}-seed{settings.seed}"
@@ -85,10 +111,19 @@ def train_model(
                 "n_events": len(data.items),
             }
         )
-        trainer = Trainer(model, data, settings, checkpoint_dir=checkpoint_dir, on_epoch_end=tracking.log_epoch)
+        if objective is not None:
+            mlflow.log_params(objective.params)
+        trainer = Trainer(
+            model, data, settings, checkpoint_dir=checkpoint_dir, on_epoch_end=tracking.log_epoch, objective=objective
+        )
         result = trainer.fit(resume=resume)
         test = trainer.evaluate("test")
         metrics = {"valid": result.best_valid, "test": test}
+        if model_name == "smoe_bst":
+            from training.multitask import gate_usage, evaluate_phns_sets
+
+            metrics.update(evaluate_phns_sets(cfg, trainer.model, data, pools, settings.max_seq_len, trainer.device))
+            metrics["test"] = {**test, **gate_usage(trainer.model, data.split("test", settings.max_seq_len), trainer.device)}
         tracking.log_final_metrics(metrics)
         mlflow.log_metric("best_epoch", result.best_epoch)
         meta = {
@@ -113,6 +148,7 @@ def train_model(
         "best_epoch": result.best_epoch,
         "stopped_early": result.stopped_early,
         "model_runs_path": path,
+        **{split: m for split, m in metrics.items() if split not in ("valid", "test")},  # phns_hard / easy
     }
 
 
@@ -127,7 +163,9 @@ def evaluate_registered_version(
 
     bundle = load_model_for_inference(cfg, f"models:/{cfg.promotion.registered_model}/{version}")
     data = SequenceData.load(cfg, run_date, vocab=bundle.vocab)
-    device = next(bundle.model.parameters()).device
+    if hasattr(bundle.model, "attach_users"):
+        bundle.model.attach_users(data.user_ids)
+    device = next(bundle.model.parameters()).device if isinstance(bundle.model, torch.nn.Module) else "cpu"
     return evaluate_model(
         bundle.model, data.split(split, bundle.max_seq_len), data.n_items,
         exclude_history=cfg.inference.exclude_history, device=device,
@@ -136,7 +174,7 @@ def evaluate_registered_version(
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m training.train", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--model", default="sasrec", choices=sorted(MODELS))
+    parser.add_argument("--model", default="sasrec", choices=sorted(MODELS) + sorted(BASELINES))
     parser.add_argument("--run-date", required=True)
     parser.add_argument("--contrastive", choices=["none", "item", "encoder"])
     parser.add_argument("--loss", choices=["sampled_softmax", "full_softmax"])
@@ -145,6 +183,12 @@ def main(argv: list[str] | None = None) -> int:
                        ("seed", int), ("max-seq-len", int), ("hidden", int), ("layers", int), ("heads", int),
                        ("dropout", float)]:
         parser.add_argument(f"--{name}", type=kind)
+    parser.add_argument("--phns-mix", type=str.upper, help="S-MoE-BST: HARD | MEDIUM | EASY | UNIFORM (no PHNS)")
+    for name in ("rank-weight", "ctr-weight", "completion-weight", "entropy-weight", "engagement-alpha",
+                 "gate-noise", "gate-temperature"):
+        parser.add_argument(f"--{name}", type=float)
+    parser.add_argument("--soft-labels", type=lambda text: tuple(float(x) for x in text.split(",")),
+                        help="S-MoE-BST next-K soft label strengths, e.g. 1.0,0.6,0.3 (1.0 = next item only)")
     parser.add_argument("--device", choices=["auto", "cpu", "cuda"])
     parser.add_argument("--no-bf16", action="store_true")
     parser.add_argument("--no-register", action="store_true")

@@ -17,7 +17,7 @@ import random
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Protocol
 
 import numpy as np
 import torch
@@ -127,6 +127,21 @@ def _atomic_save(obj: dict, path: Path) -> None:
     os.replace(tmp, path)
 
 
+class TrainingObjective(Protocol):
+    """A model-specific loss the Trainer uses instead of NLL + InfoNCE (S-MoE-BST, AttRec).
+    ``params``: its settings, logged to MLflow by ``train_model``."""
+
+    params: dict
+
+    def start_epoch(self, epoch: int) -> None: ...
+
+    def __call__(self, model: torch.nn.Module, batch) -> dict[str, torch.Tensor]:
+        """Loss parts of one batch; ``"loss"`` is the total that is back-propagated."""
+
+    def epoch_metrics(self) -> dict[str, float]:
+        """Extra per-epoch metrics (logged with the losses)."""
+
+
 class Trainer:
     def __init__(
         self,
@@ -135,6 +150,7 @@ class Trainer:
         settings: TrainSettings,
         checkpoint_dir: str | Path | None = None,
         on_epoch_end: Callable[[int, dict[str, float]], None] | None = None,
+        objective: "TrainingObjective | None" = None,
     ):
         settings.validate()
         self.settings = settings
@@ -157,30 +173,41 @@ class Trainer:
         if self.checkpoint_dir:
             self.checkpoint_dir.mkdir(parents=True, exist_ok=True)
         self.on_epoch_end = on_epoch_end
+        self.objective = objective
 
     # ---- one epoch ----------------------------------------------------------------
 
     def train_epoch(self, epoch: int) -> dict[str, float]:
-        """One pass over the training users; returns mean total / nll / contrastive loss."""
+        """One pass over the training users; returns the mean of each loss part
+        (total / nll / contrastive, or the ``objective``'s parts) plus its epoch metrics."""
         self.model.train()
         negatives = self.sampler.resample(epoch)
+        if self.objective is not None:
+            self.objective.start_epoch(epoch)
         shuffle = torch.Generator().manual_seed(self.settings.seed * 7919 + epoch)
         batches = iterate_batches(self.train_split, self.settings.batch_size, shuffle=True, generator=shuffle)
         n_batches = -(-len(self.train_split) // self.settings.batch_size)
-        sums = {"loss": 0.0, "nll": 0.0, "cl_loss": 0.0}
+        sums: dict[str, float] = {}
         for batch in tqdm(batches, total=n_batches, desc=f"epoch {epoch}", disable=not self.settings.progress, leave=False):
             batch = batch.to(self.device)
             with autocast_context(self.device, self.settings.bf16):
-                parts = sequence_model_loss(self.model, batch, self.settings.loss_settings(), negatives)
-            if not torch.isfinite(parts.total):
-                raise FloatingPointError(f"loss is {parts.total.item()} at epoch {epoch}; lower lr or check data")
+                if self.objective is None:
+                    parts = sequence_model_loss(self.model, batch, self.settings.loss_settings(), negatives)
+                    values = {"loss": parts.total, "nll": parts.nll, "cl_loss": parts.contrastive}
+                else:
+                    values = self.objective(self.model, batch)
+            total = values["loss"]
+            if not torch.isfinite(total):
+                raise FloatingPointError(f"loss is {total.item()} at epoch {epoch}; lower lr or check data")
             self.optimizer.zero_grad(set_to_none=True)
-            parts.total.backward()
+            total.backward()
             self.optimizer.step()
-            sums["loss"] += parts.total.item()
-            sums["nll"] += parts.nll.item()
-            sums["cl_loss"] += parts.contrastive.item()
-        return {name: value / n_batches for name, value in sums.items()}
+            for name, value in values.items():
+                sums[name] = sums.get(name, 0.0) + value.item()
+        means = {name: value / n_batches for name, value in sums.items()}
+        if self.objective is not None:
+            means.update(self.objective.epoch_metrics())
+        return means
 
     def evaluate(self, split: str = "valid") -> dict[str, float]:
         data = self.valid_split if split == "valid" else self.data.split(split, self.settings.max_seq_len)

@@ -18,12 +18,17 @@ import dataclasses
 
 from torch import nn
 
+from training.models.attrec import AttRec, AttRecConfig, AttRecNegConfig
 from training.models.bert4rec import BERT4Rec, BERT4RecConfig
 from training.models.sasrec import SASRec, SASRecConfig
+from training.models.smoe_bst import SMoEBST, SMoEBSTConfig
 
 MODELS: dict[str, tuple[type, type[nn.Module]]] = {
     "sasrec": (SASRecConfig, SASRec),
     "bert4rec": (BERT4RecConfig, BERT4Rec),
+    "attrec": (AttRecConfig, AttRec),
+    "attrec_neg": (AttRecNegConfig, AttRec),  # skipped items as extra hinge negatives
+    "smoe_bst": (SMoEBSTConfig, SMoEBST),
 }
 
 
@@ -36,4 +41,4 @@ def build_model(name: str, n_items: int, **settings) -> nn.Module:
     return model_cls(config_cls(n_items=n_items, **{k: v for k, v in settings.items() if k in known}))
 
 
-__all__ = ["MODELS", "build_model", "SASRec", "SASRecConfig", "BERT4Rec", "BERT4RecConfig"]
+__all__ = ["MODELS", "build_model", "AttRec", "AttRecConfig", "SASRec", "SASRecConfig", "BERT4Rec", "BERT4RecConfig", "SMoEBST", "SMoEBSTConfig"]

@@ -1,0 +1,86 @@
+"""Experiment harness: mean ± std over seeds, claim checks, a toy end-to-end grid."""
+
+from __future__ import annotations
+
+import math
+
+import mlflow
+import numpy as np
+import pytest
+
+from training.data import SequenceData
+from training.experiments import aggregate, check_claims, markdown_table, mean_std, run_grid, verdicts
+from training.toy_data import toy_sequence_table
+
+
+def test_mean_std_uses_sample_std_and_ignores_nan():
+    assert mean_std([1.0, 2.0, 4.0]) == pytest.approx({"mean": 7 / 3, "std": float(np.std([1, 2, 4], ddof=1)), "n": 3})
+    assert mean_std([0.5]) == {"mean": 0.5, "std": 0.0, "n": 1}
+    assert mean_std([0.2, float("nan"), 0.4])["n"] == 2
+    assert math.isnan(mean_std([])["mean"])
+
+
+def _fake_train(cfg, run_date, model_name, *, contrastive, seed, **_):
+    """Deterministic metrics: cl adds +0.1 at K=1 shrinking to +0.01 at K=20; sasrec > bert4rec."""
+    base = {"sasrec": 0.3, "bert4rec": 0.2}[model_name]
+    bonus = {"none": 0.0, "encoder": 0.5, "item": 1.0}[contrastive]
+    gain = {1: 0.1, 5: 0.05, 10: 0.02, 20: 0.01}
+    test = {}
+    for k, g in gain.items():
+        test[f"hr@{k}"] = base + 0.01 * k + bonus * g + 0.001 * seed
+        test[f"ndcg@{k}"] = test[f"hr@{k}"] / 2
+    test["skip_mrr"] = 0.05 - 0.01 * bonus
+    return {"run_id": f"{model_name}-{contrastive}-{seed}", "best_epoch": seed + 1, "stopped_early": False,
+            "valid": test, "test": test}
+
+
+def test_aggregate_and_claims_on_a_fake_grid():
+    runs = run_grid(None, None, "toy", seeds=[0, 1, 2], train_fn=_fake_train, log=lambda _: None)
+    assert len(runs) == 15
+    summary = aggregate(runs)
+    cell = summary["sasrec+cl_item"]["hr@1"]
+    assert cell["mean"] == pytest.approx(0.3 + 0.01 + 0.1 + 0.001)
+    assert cell["std"] == pytest.approx(0.001)  # seeds 0,1,2 -> +0, +0.001, +0.002 -> sample std 0.001
+    assert summary["sasrec"]["best_epoch"]["mean"] == pytest.approx(2.0)
+    claims = check_claims(summary)
+    assert claims["sasrec+cl_item vs sasrec"]["helps"] and claims["sasrec+cl_item vs sasrec"]["largest_at_small_k"]
+    assert claims["sasrec+cl_item vs sasrec"]["skip_mrr_lower"]
+    assert claims["sasrec vs bert4rec"]["holds"]
+    assert claims["item anchor vs encoder anchor"]["holds"]
+    table = markdown_table(summary)
+    assert "| sasrec+cl_item | 0.4110 ± 0.0010 |" in table
+    assert len(verdicts(claims)) == len(claims)
+
+
+def test_toy_grid_trains_tracks_and_aggregates(cfg):
+    data = SequenceData.from_arrow(toy_sequence_table(n_users=24, n_items=15, seed=3))
+    small = dict(hidden=16, layers=1, heads=2, max_seq_len=12, batch_size=16, n_sampled=8, epochs=1, patience=1,
+                 device="cpu", progress=False)
+    runs = run_grid(cfg, data, "toy", seeds=[0, 1], variants=["sasrec", "sasrec+cl_item"], log=lambda _: None, **small)
+    assert [(r["variant"], r["seed"]) for r in runs] == [("sasrec", 0), ("sasrec+cl_item", 0), ("sasrec", 1),
+                                                         ("sasrec+cl_item", 1)]
+    summary = aggregate(runs)
+    for variant in ("sasrec", "sasrec+cl_item"):
+        values = [r["test"]["ndcg@10"] for r in runs if r["variant"] == variant]
+        assert summary[variant]["ndcg@10"]["mean"] == pytest.approx(np.mean(values))
+        assert summary[variant]["ndcg@10"]["std"] == pytest.approx(np.std(values, ddof=1))
+        assert summary[variant]["ndcg@10"]["n"] == 2
+    mlflow.set_tracking_uri(cfg.paths.mlflow_tracking_uri)
+    tracked = mlflow.search_runs(experiment_names=["encore"])
+    assert set(tracked["run_id"]) == {r["mlflow_run_id"] for r in runs}
+
+
+def test_finished_seeds_are_reused_only_with_identical_settings(tmp_path):
+    import json
+
+    from training.experiments import reusable_runs
+
+    runs = run_grid(None, None, "toy", seeds=[0, 1], variants=["sasrec", "bert4rec"], train_fn=_fake_train,
+                    log=lambda _: None)
+    out = tmp_path / "report.json"
+    hp, info = {"epochs": 5, "loss": "full_softmax"}, {"dataset": "toy", "sequences": 10}
+    out.write_text(json.dumps({"hyper_parameters": hp, "data": info, "runs": runs[:3]}))  # seed 1 half done
+    reused = reusable_runs(out, hp, info, ["sasrec", "bert4rec"])
+    assert list(reused) == [0] and [r["variant"] for r in reused[0]] == ["sasrec", "bert4rec"]
+    assert reusable_runs(out, {**hp, "epochs": 6}, info, ["sasrec", "bert4rec"]) == {}
+    assert reusable_runs(tmp_path / "missing.json", hp, info, ["sasrec"]) == {}

@@ -1,0 +1,152 @@
+"""Nightly batch inference with the date's champion: next-K items per active user, in bounded memory.
+
+The model is the champion version recorded by that night's promotion decision
+(``training.promotion.champion_for_date``), so re-running a date reproduces it.
+
+For each chunk of ``cfg.inference.chunk_users`` users: score every item with
+the champion (GPU when present), mask what the user already consumed
+(``exclude_history``) and what they skipped in the last
+``exclude_skipped_days`` days, take the top K. Published columns:
+
+- ``score``: the model's score;
+- ``soft_label``: predicted soft relevance on the next-K soft-target scale
+  (1.0 / 0.6 / 0.3). Models with a soft-label head (S-MoE-BST) predict it per
+  item; for the others it is calibrated per rank on tonight's validation split:
+  the mean soft target that the item at rank r earned there;
+- ``p_skip``: the model's skip probability where it has a head for it, else the
+  item's observed skip rate (``dim_items.skip_rate_long``);
+- ``predicted_completion``: the model's completion head, else the item's mean
+  completion (``dim_items.mean_completion_long``).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import torch
+
+from encore import lake
+from encore.config import EncoreConfig
+from encore.contracts import RECOMMENDATION, arrow_schema
+from encore.warehouse import connect
+from training.data import SequenceData
+from training.inference import InferenceBundle, load_model_for_inference, recommend_top_k
+from training.promotion import champion_for_date
+
+log = logging.getLogger(__name__)
+
+SOFT_TARGETS = (1.0, 0.6)  # strengths of the valid and test targets, the next two positives after the valid input
+
+
+def exclusion_mask(
+    data: SequenceData, ts_us: np.ndarray, users: np.ndarray, cutoff_us: int, exclude_history: bool
+) -> torch.Tensor:
+    """``[len(users), n_items]`` True where an item must not be recommended to the user."""
+    mask = torch.zeros(len(users), data.n_items, dtype=torch.bool)
+    starts, ends = data.offsets[users], data.offsets[users + 1]
+    rows = np.repeat(np.arange(len(users)), ends - starts)
+    flat = np.concatenate([np.arange(s, e) for s, e in zip(starts, ends)]) if len(users) else np.zeros(0, np.int64)
+    skipped = data.is_skip[flat]
+    drop = (skipped & (ts_us[flat] >= cutoff_us)) | (~skipped & exclude_history)
+    items = data.items[flat]
+    drop &= items > 0  # 0 = item unknown to the model's vocabulary
+    mask[torch.from_numpy(rows[drop]), torch.from_numpy(items[drop] - 1)] = True
+    return mask
+
+
+@torch.no_grad()
+def soft_label_by_rank(bundle: InferenceBundle, data: SequenceData, k: int) -> np.ndarray:
+    """Mean soft target of the item at each rank 1..k on the validation split."""
+    valid = data.split("valid", bundle.max_seq_len)
+    if len(valid) == 0:
+        return np.zeros(k)
+    ids, _ = recommend_top_k(bundle.model, valid.seq, k, True, context=valid)
+    test_items = data.items[data.offsets[valid.user_index.numpy()] + data.test_idx[valid.user_index.numpy()]]
+    earned = SOFT_TARGETS[0] * (ids == valid.target[:, None]).numpy()
+    earned += SOFT_TARGETS[1] * (ids.numpy() == test_items[:, None])
+    return np.clip(earned.mean(axis=0), 0.0, 1.0)
+
+
+def _item_priors(cfg: EncoreConfig, run_date: str, item_ids: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    with connect(cfg, read_only=True) as con:
+        rows = dict(
+            (item, (skip, completion))
+            for item, skip, completion in con.execute(
+                "SELECT item_id, coalesce(skip_rate_long, 0), coalesce(mean_completion_long, 1) "
+                "FROM dim_items WHERE run_date = ?", [run_date]
+            ).fetchall()
+        )
+    skip = np.array([rows.get(i, (0.0, 1.0))[0] for i in item_ids], dtype=np.float64)
+    completion = np.array([rows.get(i, (0.0, 1.0))[1] for i in item_ids], dtype=np.float64)
+    return skip, completion
+
+
+def recommend_with_champion(cfg: EncoreConfig, run_date: str, bundle: InferenceBundle | None = None) -> pa.Table:
+    """Top-K recommendations (RECOMMENDATION contract) for every user in the date's sequences."""
+    if bundle is None:
+        version = champion_for_date(cfg, run_date)
+        bundle = load_model_for_inference(
+            cfg, f"models:/{cfg.promotion.registered_model}/{version}", device=cfg.training.device
+        )
+    table = lake.read_partition(cfg, "sequences", run_date)
+    data = SequenceData.from_arrow(table, vocab=bundle.vocab)
+    ts_us = pc.list_flatten(table.combine_chunks().column("ts")).cast(pa.int64()).to_numpy(zero_copy_only=False)
+    day = dt.date.fromisoformat(run_date)
+    cutoff = dt.datetime.combine(day - dt.timedelta(days=cfg.inference.exclude_skipped_days - 1), dt.time(),
+                                 dt.timezone.utc)
+    cutoff_us = int(cutoff.timestamp() * 1_000_000)
+    k = cfg.inference.k
+    inputs = data.split("inference", bundle.max_seq_len)
+    users = inputs.user_index.numpy()
+    if hasattr(bundle.model, "attach_users"):  # models with a user embedding look users up by id
+        bundle.model.attach_users(data.user_ids)
+    calibration = soft_label_by_rank(bundle, data, k)
+    heads = getattr(bundle.model, "predict_soft_label_and_completion", None)
+
+    out_users, out_items, out_scores, out_soft, out_completion = [], [], [], [], []
+    chunk = cfg.inference.chunk_users
+    for start in range(0, len(users), chunk):
+        rows = slice(start, start + chunk)
+        mask = exclusion_mask(data, ts_us, users[rows], cutoff_us, cfg.inference.exclude_history)
+        ids, scores = recommend_top_k(bundle.model, inputs.seq[rows], k, mask, context=inputs.take(rows))
+        finite = torch.isfinite(scores)
+        if not bool(finite.all()):
+            short = data.user_ids[users[rows]][~finite.all(dim=1).numpy()]
+            raise ValueError(f"fewer than {k} recommendable items for {len(short)} user(s), e.g. {short[:3].tolist()}")
+        if heads is not None:
+            soft, completion = heads(inputs.take(rows), ids)
+            out_soft.append(soft.float().cpu().numpy())
+            out_completion.append(completion.float().cpu().numpy())
+        else:
+            out_soft.append(np.broadcast_to(calibration, ids.shape))
+        out_users.append(np.repeat(data.user_ids[users[rows]], k))
+        out_items.append(ids.numpy().reshape(-1))
+        out_scores.append(scores.numpy().reshape(-1))
+        log.info("inference: %d/%d users", min(start + chunk, len(users)), len(users))
+
+    item_ids = bundle.vocab.decode(np.concatenate(out_items)) if out_items else []
+    skip_prior, completion_prior = _item_priors(cfg, run_date, list(item_ids))
+    n = len(item_ids)
+    completion = np.concatenate([c.reshape(-1) for c in out_completion]) if out_completion else completion_prior
+    now = dt.datetime.now(dt.timezone.utc)
+    return pa.Table.from_pydict(
+        {
+            "run_date": pa.array([day] * n, pa.date32()),
+            "user_id": pa.array(np.concatenate(out_users) if n else [], pa.string()),
+            "rank": pa.array(np.tile(np.arange(1, k + 1, dtype=np.int32), n // k if k else 0), pa.int32()),
+            "item_id": pa.array(item_ids, pa.string()),
+            "score": pa.array(np.concatenate(out_scores).astype(np.float64) if n else [], pa.float64()),
+            "soft_label": pa.array(np.concatenate([s.reshape(-1) for s in out_soft]).astype(np.float64) if n else [],
+                                   pa.float64()),
+            "p_skip": pa.array(skip_prior, pa.float64()),
+            "predicted_completion": pa.array(np.clip(completion, 0, 1).astype(np.float64), pa.float64()),
+            "model_name": pa.array([bundle.model_name] * n, pa.string()),
+            "model_version": pa.array([str(bundle.meta.get("model_version", ""))] * n, pa.string()),
+            "created_at": pa.array([now] * n, pa.timestamp("us", tz="UTC")),
+        },
+        schema=arrow_schema(RECOMMENDATION),
+    )

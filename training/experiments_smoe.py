@@ -1,0 +1,109 @@
+"""S-MoE-BST ablation (seed 003) on generated video data: BST -> +MoE -> +PHNS
+(HARD / MEDIUM / EASY) -> +MTL -> +soft labels, on the PHNS-hard and easy test sets.
+
+CLI::
+
+    python -m training.experiments_smoe --seeds 0 1 2 [--epochs 10] [--n-users 600] [--n-items 500] \
+        [--n-days 30] [--home /tmp/encore_smoe] [--variants bst bst+moe ...]
+
+Data: ``encore.generator`` with ``data.domain=video`` (completion <= 0.05 =
+abandoned = hard negative), sequences and PHNS pools built without Spark by
+``spark_jobs.duckdb_reference`` as of the last day. Every run goes through
+``training.train.train_model(..., register=False)``; the numbers are the test
+split of the best-validation epoch, target ranked among 50 candidates (PHNS-hard:
+``phns.n_negatives`` negatives, half hard, the rest trending / tailing; easy:
+uniform unseen items). Prints a markdown table, mean ± std (ddof=1) over seeds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+
+from training.experiments import experiment_config
+
+BASE = dict(soft_labels=(1.0,), ctr_weight=0.0, completion_weight=0.0, entropy_weight=0.0, engagement_alpha=0.0)
+MTL = dict(ctr_weight=0.5, completion_weight=0.5, entropy_weight=0.01, engagement_alpha=1.0)
+VARIANTS: dict[str, dict] = {
+    "bst": dict(BASE, experts=("long",), expert_windows=(0,), phns_mix="UNIFORM"),
+    "bst+moe": dict(BASE, phns_mix="UNIFORM"),
+    "bst+moe+phns_hard": dict(BASE, phns_mix="HARD"),
+    "bst+moe+phns_medium": dict(BASE, phns_mix="MEDIUM"),
+    "bst+moe+phns_easy": dict(BASE, phns_mix="EASY"),
+    "bst+moe+phns_medium+mtl": dict(BASE, phns_mix="MEDIUM", **MTL),
+    "bst+moe+phns_medium+mtl+soft": dict(BASE, phns_mix="MEDIUM", **{**MTL, "soft_labels": (1.0, 0.6, 0.3)}),
+}
+METRICS = ("ndcg@1", "ndcg@5", "recall@5", "mrr@5")
+
+
+def build_video_data(cfg):
+    """(SequenceData, run_date): generated video events -> sequences; PHNS pools written to the lake."""
+    from encore import lake
+    from spark_jobs.duckdb_reference import build_phns_pools_duckdb, build_sequences_duckdb
+    from training.data import SequenceData
+    from training.datasets import synthetic_events
+
+    cfg.data.domain, cfg.data.source = "video", "synthetic_video"
+    events = synthetic_events(cfg)
+    run_date = max(events.column("ts").to_pylist()).date().isoformat()
+    lake.write_partition(cfg, "phns_pools", run_date, build_phns_pools_duckdb(events, cfg, run_date))
+    data = SequenceData.from_arrow(build_sequences_duckdb(events, cfg, run_date).sort_by("user_id"))
+    return data, run_date
+
+
+def run(args) -> dict[str, dict[str, list[float]]]:
+    from training.train import train_model
+
+    cfg = experiment_config(args.home, args.max_seq_len, n_users=args.n_users, n_items=args.n_items, n_days=args.n_days)
+    cfg.sessions.lookback_days = args.n_days
+    data, run_date = build_video_data(cfg)
+    print(f"video data: {data.n_users} users, {data.n_items} items, {len(data.items)} events, run date {run_date}")
+    results: dict[str, dict[str, list[float]]] = {}
+    for name in args.variants:
+        for seed in args.seeds:
+            out = train_model(
+                cfg, run_date, "smoe_bst", data=data, dataset="synthetic_video", register=False, resume=False,
+                epochs=args.epochs, seed=seed, progress=False, hidden=args.hidden, layers=2, heads=4, dropout=0.2,
+                max_seq_len=args.max_seq_len, batch_size=128, lr=1e-3, device="cpu", **VARIANTS[name],
+            )
+            row = results.setdefault(name, {})
+            for split in ("phns_hard", "easy"):
+                for metric in METRICS:
+                    row.setdefault(f"{split}/{metric}", []).append(out[split][metric])
+            row.setdefault("test/ndcg@10", []).append(out["test"]["ndcg@10"])
+            print(f"{name} seed {seed}: phns_hard ndcg@1 {out['phns_hard']['ndcg@1']:.4f}, "
+                  f"easy ndcg@1 {out['easy']['ndcg@1']:.4f}", flush=True)
+    return results
+
+
+def markdown(results: dict[str, dict[str, list[float]]], n_seeds: int) -> str:
+    columns = [f"{s}/{m}" for s in ("phns_hard", "easy") for m in METRICS] + ["test/ndcg@10"]
+    lines = [f"| variant ({n_seeds} seed(s)) | " + " | ".join(columns) + " |", "|---" * (len(columns) + 1) + "|"]
+    for name, row in results.items():
+        cells = []
+        for column in columns:
+            values = row[column]
+            std = statistics.stdev(values) if len(values) > 1 else 0.0
+            cells.append(f"{statistics.mean(values):.4f} ± {std:.4f}")
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m training.experiments_smoe", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0])
+    parser.add_argument("--epochs", type=int, default=10)
+    parser.add_argument("--n-users", type=int, default=600)
+    parser.add_argument("--n-items", type=int, default=500)
+    parser.add_argument("--n-days", type=int, default=30)
+    parser.add_argument("--hidden", type=int, default=64)
+    parser.add_argument("--max-seq-len", type=int, default=50)
+    parser.add_argument("--home", default="/tmp/encore_smoe")
+    parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
+    args = parser.parse_args(argv)
+    print(markdown(run(args), len(args.seeds)))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

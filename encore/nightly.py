@@ -1,73 +1,120 @@
 """The nightly stages for one logical date, as plain functions the DAG's tasks call.
 
-Each stage loads the config itself, reads its inputs from the lake /
-warehouse, writes its outputs there and returns a small JSON summary (for
-XCom and logs), so any stage can be re-run alone for a date.
+Each stage reads its inputs from the lake / warehouse / MLflow, writes its
+outputs there and returns a small JSON summary (for XCom and logs), so any
+stage can be cleared and re-run alone for a date. ``overrides`` are config
+sections from the DAG's params (e.g. ``{"inference": {"k": 10}}``).
 """
 
 from __future__ import annotations
 
-import json
 import logging
+import os
+import subprocess
 
 from encore import lake
 from encore.config import EncoreConfig, load_config
-from encore.ingest import ingest_day
-from encore.warehouse import connect, publish_recommendations
 
 log = logging.getLogger(__name__)
 
 
-def _cfg() -> EncoreConfig:
-    return load_config()
+def config(overrides: dict | None = None) -> EncoreConfig:
+    return load_config(**(overrides or {}))
 
 
-def validate_raw(run_date: str, cfg: EncoreConfig | None = None) -> dict:
-    return ingest_day(cfg or _cfg(), run_date)
+def validate_raw(cfg: EncoreConfig, run_date: str) -> dict:
+    from encore.ingest import ingest_day
+
+    return ingest_day(cfg, run_date)
 
 
-def spark_jobs(run_date: str, cfg: EncoreConfig | None = None) -> dict:
-    from spark_jobs.pipeline import run_all
+def spark_jobs(cfg: EncoreConfig, run_date: str) -> dict:
+    if cfg.spark.mode == "submit":  # the same jobs on a cluster, as SparkSubmitOperator would launch them
+        from spark_jobs.submit import submit_command
 
-    return run_all(cfg or _cfg(), run_date)
+        command = submit_command(cfg, run_date)
+        subprocess.run(command, check=True, env={**os.environ, **cfg.env()})
+        return {"submitted": " ".join(command)}
+    from spark_jobs.pipeline import backfill_sessionized, run_all
+    from spark_jobs.session import get_spark
+
+    spark = get_spark(cfg, "encore-nightly")
+    history = backfill_sessionized(cfg, run_date, spark=spark)  # no-op once history is sessionized
+    stats = run_all(cfg, run_date, spark=spark)
+    stats["history_sessionized_dates"] = len(history["rows"])
+    return stats
 
 
-def dbt_features(run_date: str, cfg: EncoreConfig | None = None) -> dict:
-    from encore.dbt_runner import dbt_build
+def dbt_features(cfg: EncoreConfig, run_date: str) -> dict:
+    from encore.dbt_runner import FEATURES, dbt_build
 
-    return dbt_build(cfg or _cfg(), run_date)
+    summary = dbt_build(cfg, run_date, selector=FEATURES)
+    return {"counts": summary["counts"], "elapsed_s": summary["elapsed_s"]}
 
 
-def recommend(run_date: str, cfg: EncoreConfig | None = None) -> dict:
-    from training.popularity import recommend_popular
+def validate_features(cfg: EncoreConfig, run_date: str) -> dict:
+    from validations.features import validate_features as check
 
-    cfg = cfg or _cfg()
-    recs = recommend_popular(cfg, run_date)
+    return check(cfg, run_date)
+
+
+def train(cfg: EncoreConfig, run_date: str, model_name: str) -> dict:
+    from training.train import train_model
+
+    result = train_model(cfg, run_date, model_name)
+    return {k: result[k] for k in ("model_name", "model_version", "run_id", "valid", "best_epoch")}
+
+
+def promote(cfg: EncoreConfig, run_date: str, trained: list[dict]) -> dict:
+    """Tonight's best model (validation ``cfg.promotion.metric``) challenges the champion."""
+    from training.promotion import promote as run_gate
+    from training.train import evaluate_registered_version
+
+    metric = cfg.promotion.metric
+    best = max(trained, key=lambda r: r["valid"][metric])
+    decision = run_gate(
+        cfg, run_date, str(best["model_version"]),
+        evaluate=lambda version: evaluate_registered_version(cfg, run_date, version, split="valid"),
+    )
+    return {"challenger": best["model_name"], "challenger_version": decision.challenger_version,
+            "promoted": decision.promoted, "reason": decision.reason}
+
+
+def batch_inference(cfg: EncoreConfig, run_date: str) -> dict:
+    from training.batch_inference import recommend_with_champion
+
+    recs = recommend_with_champion(cfg, run_date)
     lake.write_partition(cfg, "recommendations_staged", run_date, recs)
-    return {"rows": recs.num_rows, "users": len(set(recs.column("user_id").to_pylist()))}
+    return {"rows": recs.num_rows, "users": len(set(recs.column("user_id").to_pylist())),
+            "model": f"{recs.column('model_name')[0]} v{recs.column('model_version')[0]}" if recs.num_rows else None}
 
 
-def publish(run_date: str, cfg: EncoreConfig | None = None) -> dict:
-    cfg = cfg or _cfg()
+def validate_recommendations(cfg: EncoreConfig, run_date: str) -> dict:
+    from encore.warehouse import connect
+    from validations.recommendations import validate_recommendations as check
+
+    recs = lake.read_partition(cfg, "recommendations_staged", run_date)
+    active_users = lake.read_partition(cfg, "sequences", run_date).column("user_id").to_pylist()
+    with connect(cfg, read_only=True) as con:
+        items = [r[0] for r in con.execute("SELECT item_id FROM dim_items WHERE run_date = ?", [run_date]).fetchall()]
+    return check(recs, active_users, items, cfg.inference.k)
+
+
+def publish(cfg: EncoreConfig, run_date: str) -> dict:
+    from encore.warehouse import publish_recommendations
+
     recs = lake.read_partition(cfg, "recommendations_staged", run_date)
     return {"published_rows": publish_recommendations(cfg, run_date, recs), "warehouse": cfg.paths.warehouse}
 
 
-def report(run_date: str, cfg: EncoreConfig | None = None) -> dict:
-    cfg = cfg or _cfg()
-    ingest = json.loads(lake.read_partition(cfg, "ingest_reports", run_date).column("summary_json")[0].as_py())
-    with connect(cfg, read_only=True) as con:
-        (rows, users) = con.execute(
-            "SELECT count(*), count(DISTINCT user_id) FROM recommendations WHERE run_date = ?", [run_date]
-        ).fetchone()
-    summary = {
-        "run_date": run_date,
-        "raw_rows": ingest["raw_rows"],
-        "clean_rows": ingest["clean_rows"],
-        "quarantined_rows": ingest["quarantined_rows"],
-        "recommendation_rows": rows,
-        "users": users,
-        "warehouse": cfg.paths.warehouse,
-    }
-    log.info("nightly summary: %s", summary)
-    return summary
+def dbt_analyst(cfg: EncoreConfig, run_date: str) -> dict:
+    from encore.dbt_runner import ANALYST, dbt_build
+
+    summary = dbt_build(cfg, run_date, selector=ANALYST)
+    return {"counts": summary["counts"], "elapsed_s": summary["elapsed_s"]}
+
+
+def report(cfg: EncoreConfig, run_date: str) -> dict:
+    from encore.report import build_report
+
+    return {"report": str(build_report(cfg, run_date))}

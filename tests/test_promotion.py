@@ -53,3 +53,17 @@ def test_first_model_becomes_champion_and_worse_challenger_is_not_promoted(cfg, 
     history = lake.read_table(cfg, "promotions").to_pylist()
     assert [(h["run_date"], h["promoted"]) for h in history] == [
         ("2026-10-28", True), ("2026-10-29", False), ("2026-10-30", True)]
+
+
+def test_rerun_reuses_the_recorded_decision(cfg, registry):
+    from training.promotion import champion_for_date
+
+    quality = {"1": {"ndcg@10": 0.2}, "2": {"ndcg@10": 0.3}, "3": {"ndcg@10": 0.9}}
+    promote(cfg, "2026-10-28", "1", quality.get, registry)
+    promote(cfg, "2026-10-29", "2", quality.get, registry)
+    assert champion_for_date(cfg, "2026-10-28") == "1"
+    assert champion_for_date(cfg, "2026-10-29") == "2"
+    again = promote(cfg, "2026-10-28", "3", quality.get, registry)  # re-run of an old night
+    assert again.challenger_version == "1" and again.promoted
+    assert current_champion(registry, cfg.promotion.registered_model) == "2"
+    assert champion_for_date(cfg, "2026-10-28") == "1"

@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 export ENCORE_HOME ?= $(CURDIR)/.encore
 export PYTHONUNBUFFERED := 1
 
-.PHONY: install run test test-fast bench docs backfill clean
+.PHONY: install run test test-fast bench bench-spark bench-training experiments docs backfill clean
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -30,9 +30,31 @@ test: install
 test-fast: install
 	$(PY) -m pytest -m "not slow"
 
-bench: install
+## Benchmarks (JSON under bench_results/ + printed tables): Spark vs DuckDB, Encore SASRec vs RecBole.
+bench: bench-spark bench-training
+
+bench-spark: install
 	mkdir -p bench_results
-	$(PY) -m spark_jobs.bench --events 1000000 --out bench_results/spark.json
+	$(PY) -m spark_jobs.bench --events 1000000 10000000 --out bench_results/spark.json
+
+# RecBole lives in its own venv: it is a benchmark peer, not a runtime dependency.
+.venv-bench/.installed:
+	$(PYTHON) -m venv .venv-bench
+	.venv-bench/bin/pip install --quiet torch==2.13.0 recbole==1.2.1 'setuptools<81' 'pandas<3'
+	touch $@
+
+bench-training: install .venv-bench/.installed
+	mkdir -p bench_results
+	$(PY) -m training.bench --dataset ml-100k --epochs 30 --recbole-epochs 30 --out bench_results/training.json
+
+## Model experiments (mean +- std over 3 seeds), tables printed and saved under bench_results/.
+experiments: install
+	mkdir -p bench_results
+	$(PY) -m training.experiments --dataset ml-100k --seeds 0 1 2 --epochs 5 --patience 2 --batch-size 64 --loss full_softmax --out bench_results/experiments_ml-100k.json
+	$(PY) -m training.experiments --dataset synthetic_music --seeds 0 1 2 --epochs 5 --patience 2 --batch-size 64 --loss full_softmax --n-users 600 --n-days 14 --out bench_results/experiments_synthetic_music.json
+	$(PY) -m training.experiments_smoe --seeds 0 1 2 --epochs 5
+	$(PY) -m training.leaderboard --dataset ml-100k --seeds 0 1 2
+	$(PY) -m training.leaderboard --dataset synthetic_music --seeds 0 1 2
 
 docs: install
 	$(PY) -c "from encore.config import load_config; from encore.dbt_runner import dbt_docs; print(dbt_docs(load_config()))"

@@ -19,6 +19,7 @@ from airflow.sdk import Asset, Param, dag, get_current_context, task
 from encore import nightly
 
 RECOMMENDATIONS = Asset("duckdb://encore/main/recommendations")
+DEFAULTS = nightly.config()  # param defaults follow the config (ENCORE_CONFIG / ENCORE__* env)
 
 DEFAULT_ARGS = {
     "retries": 2,
@@ -46,9 +47,10 @@ def _stage() -> tuple:
     max_active_runs=1,
     default_args=DEFAULT_ARGS,
     params={
-        "k": Param(20, type="integer", minimum=1, description="recommendations per user"),
-        "models": Param(["sasrec", "smoe_bst"], type="array", description="challengers trained tonight"),
-        "phns_mix": Param("MEDIUM", enum=["HARD", "MEDIUM", "EASY", "UNIFORM"], description="PHNS negative mix"),
+        "k": Param(DEFAULTS.inference.k, type="integer", minimum=1, description="recommendations per user"),
+        "models": Param(list(DEFAULTS.training.models), type="array", description="challengers trained tonight"),
+        "phns_mix": Param(DEFAULTS.phns.default_mix, enum=[*DEFAULTS.phns.mixes, "UNIFORM"],
+                          description="PHNS negative mix"),
     },
     tags=["encore"],
     doc_md=__doc__,

@@ -109,7 +109,7 @@ class PhnsConfig:
 @dataclass
 class TrainingConfig:
     models: tuple[str, ...] = ("sasrec", "smoe_bst")
-    epochs: int = 20
+    epochs: int = 10
     batch_size: int = 256
     lr: float = 1e-3
     weight_decay: float = 0.01
@@ -288,7 +288,8 @@ def _validate(cfg: EncoreConfig) -> None:
         (cfg.data.n_days > 0, "data.n_days must be positive"),
         (cfg.sessions.gap_minutes > 0, "sessions.gap_minutes must be positive"),
         (0 <= cfg.labels.abandon_completion_at_most < 1, "labels.abandon_completion_at_most must be in [0,1)"),
-        (cfg.phns.default_mix in cfg.phns.mixes, f"phns.default_mix must be one of {sorted(cfg.phns.mixes)}"),
+        (cfg.phns.default_mix in {*cfg.phns.mixes, "UNIFORM"},
+         f"phns.default_mix must be UNIFORM or one of {sorted(cfg.phns.mixes)}"),
         (all(0 <= v <= 1 for v in cfg.phns.mixes.values()), "phns.mixes shares must be in [0,1]"),
         (cfg.training.contrastive in {"none", "item", "encoder"}, "training.contrastive must be none|item|encoder"),
         (cfg.training.loss in {"sampled_softmax", "full_softmax"}, "training.loss must be sampled_softmax|full_softmax"),

@@ -109,7 +109,7 @@ class PhnsConfig:
 @dataclass
 class TrainingConfig:
     models: tuple[str, ...] = ("sasrec", "smoe_bst")
-    epochs: int = 10
+    epochs: int = 3
     batch_size: int = 256
     lr: float = 1e-3
     weight_decay: float = 0.01

@@ -382,7 +382,9 @@ def test_broken_inputs_fail_the_named_dbt_tests(tmp_path):
     assert not built_tables & {"dim_items", "user_features"}  # both read the sessionized events
     # an item catalog with zero rows is valid input: its staging model and tests pass
     status = {r["name"]: r["status"] for r in err.result["results"]}
-    assert status["stg_item_catalog"] == "success" and status["unique_stg_item_catalog_item_id"] == "pass"
+    assert status["stg_item_catalog"] == "success"
+    assert status["not_null_stg_item_catalog_item_id"] == "pass"
+    assert status["unique_combination_of_columns_stg_item_catalog_catalog_date__item_id"] == "pass"
 
 
 def test_run_date_is_required_and_docs_generate(built):

@@ -118,6 +118,7 @@ class TrainingConfig:
     heads: int = 8
     dropout: float = 0.2
     max_seq_len: int = 50
+    all_train_windows: bool = True  # a history longer than max_seq_len trains on all its windows
     loss: str = "sampled_softmax"  # sampled_softmax | full_softmax
     n_sampled: int = 1000
     contrastive: str = "item"  # none | item | encoder

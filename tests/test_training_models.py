@@ -73,6 +73,32 @@ def test_splits_follow_leave_last_out_and_next_positive_targets():
     assert inference.seq[0].tolist() == [a, b, c, d, e, f]
 
 
+def test_all_windows_use_every_training_target_once():
+    # user z: 10 events i0..i9, i3 skipped; valid = 8, test = 9 -> train range [0, 8).
+    # L = 4: windows end at 8, 5, 2 (stride L-1): [4..8), [1..5), [0..2).
+    # y (from hand_table): no train target -> left out, as in the single-window split.
+    z = {"user_id": "z", "item_ids": [f"i{n}" for n in range(10)], "is_skip": [n == 3 for n in range(10)],
+         "completion": [1.0] * 10, "valid_idx": 8, "test_idx": 9}
+    data = SequenceData.from_arrow(pa.Table.from_pylist([z, hand_table().to_pylist()[1]]))
+    i = {f"i{n}": data.vocab.encode([f"i{n}"])[0] for n in range(10)}
+    train = data.split("train", max_seq_len=4, all_windows=True)
+    assert train.user_index.tolist() == [0, 0, 0]
+    assert train.seq.tolist() == [[i["i4"], i["i5"], i["i6"], i["i7"]],
+                                  [i["i1"], i["i2"], i["i3"], i["i4"]],
+                                  [0, 0, i["i0"], i["i1"]]]
+    # i2 -> i4 skips over the skipped i3; each window's last position has no target inside it
+    assert train.next_pos.tolist() == [[i["i5"], i["i6"], i["i7"], 0],
+                                       [i["i2"], i["i4"], i["i4"], 0],
+                                       [0, 0, i["i1"], 0]]
+    targets = sorted(t for row in train.next_pos.tolist() for t in row if t)
+    assert targets == sorted([i["i1"], i["i2"], i["i4"], i["i4"], i["i5"], i["i6"], i["i7"]])  # positions 0..6
+    # a history that fits one window gives the same rows as the default split
+    short = SequenceData.from_arrow(hand_table())
+    assert short.split("train", 4, all_windows=True).seq.tolist() == short.split("train", 4).seq.tolist()
+    with pytest.raises(ValueError):
+        short.split("test", 4, all_windows=True)
+
+
 def test_history_mask_marks_items_of_window():
     seq = torch.tensor([[0, 2, 3, 2], [1, 0, 0, 4]])
     skip = torch.tensor([[False, True, False, False], [True, False, False, False]])

@@ -15,11 +15,13 @@ patience 3 (RecBole ``stopping_step``), same torch thread count.
 
 What differs by design, and is reported rather than hidden:
 
-* Training data. RecBole trains on every prefix of every user's history (one
-  target per sample, ~97k samples/epoch on ml-100k); Encore trains on one
-  window of the newest ``max_len`` events per user with a target at every
-  position (942 sequences/epoch, ~40k targets). So "sequences/s" is reported
-  next to "targets/s" (supervised positions per second) and tokens/s.
+* Training samples. Both epochs cover every user's whole history before the
+  validation target. RecBole trains on every prefix (one target per sample,
+  ~97k samples/epoch on ml-100k); Encore cuts the history into windows of
+  ``max_len`` events (``SequenceData.split(..., all_windows=True)``) with a
+  target at every position, so each next-positive target is trained once per
+  epoch. Epoch throughput (epochs/s) is the like-for-like speed; sequences/s,
+  targets/s (supervised positions per second) and tokens/s are reported too.
 * Protocol. RecBole's own numbers: leave-one-out on the last two
   interactions (any rating), full ranking minus training history. Encore's
   protocol (DESIGN): the last *positive* (rating > 2) event is the test target,
@@ -48,6 +50,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 HPARAMS = dict(hidden=64, layers=2, heads=2, dropout=0.2, max_seq_len=50, batch_size=256, lr=1e-3, patience=3, seed=0)
+FULL_HISTORY = 100_000  # events kept per user: all of them (ml-100k's longest history is 737)
 
 
 def _peak_rss_mb() -> float:
@@ -66,7 +69,7 @@ def encore_worker(spec: dict) -> dict:
 
     torch.set_num_threads(spec["threads"])
     hp = spec["hparams"]
-    cfg = experiment_config(spec["home"], hp["max_seq_len"])
+    cfg = experiment_config(spec["home"], hp["max_seq_len"], history_len=FULL_HISTORY)
     data, info = load_sequences(spec["dataset"], cfg, "user")
     settings = TrainSettings(
         epochs=spec["epochs"], batch_size=hp["batch_size"], lr=hp["lr"], weight_decay=0.0,
@@ -263,7 +266,7 @@ def score_recbole_on_our_split(scores_path: str, home: str, max_seq_len: int) ->
     from training.evaluation import evaluate_model
     from training.experiments import experiment_config, load_sequences
 
-    cfg = experiment_config(home, max_seq_len)
+    cfg = experiment_config(home, max_seq_len, history_len=FULL_HISTORY)
     data, _ = load_sequences("ml-100k", cfg, "user")
     scores = torch.from_numpy(np.load(scores_path))
     split = data.split("test", max_seq_len)
@@ -345,11 +348,12 @@ def main(argv: list[str] | None = None) -> int:
     table = markdown(encore, recbole)
     verdict = {}
     if recbole:
+        verdict["epoch_throughput_ratio"] = recbole["epoch_seconds_median"] / encore["epoch_seconds_median"]
         for unit in ("sequences", "targets", "tokens"):
             ratio = (encore[f"train_{unit}_per_epoch"] / encore["epoch_seconds_median"]) / (
                 recbole[f"train_{unit}_per_epoch"] / recbole["epoch_seconds_median"])
             verdict[f"{unit}_per_s_ratio"] = ratio
-        verdict["throughput_target_3x_met_on_targets_per_s"] = verdict["targets_per_s_ratio"] >= 3.0
+        verdict["throughput_target_3x_met"] = verdict["epoch_throughput_ratio"] >= 3.0
         verdict["ndcg@10_ours_vs_recbole_on_our_protocol"] = (
             encore["test_ours"]["ndcg@10"], recbole["test_ours"]["ndcg@10"])
         verdict["ndcg_target_met"] = encore["test_ours"]["ndcg@10"] >= recbole["test_ours"]["ndcg@10"]

@@ -199,11 +199,18 @@ class SequenceData:
 
     # ---- splits -----------------------------------------------------------------
 
-    def split(self, name: str, max_seq_len: int) -> SequenceBatch:
+    def split(self, name: str, max_seq_len: int, all_windows: bool = False) -> SequenceBatch:
         """Padded tensors of one split (see module docstring); users without the
-        needed targets are left out (``user_index`` says who is in)."""
+        needed targets are left out (``user_index`` says who is in).
+
+        ``all_windows`` (train only): a history longer than ``max_seq_len`` becomes
+        several rows, windows ending ``max_seq_len - 1`` events apart, so every
+        training target is used exactly once per epoch instead of only the most
+        recent window's (rows of one user are adjacent, newest window first)."""
         if name not in SPLITS:
             raise ValueError(f"split must be one of {SPLITS}, got {name!r}")
+        if all_windows and name != "train":
+            raise ValueError("all_windows only applies to the train split")
         starts, lengths = self.offsets[:-1], np.diff(self.offsets)
         if name == "train":
             end = np.where(self.valid_idx >= 0, self.valid_idx, lengths)
@@ -213,8 +220,11 @@ class SequenceData:
             end = self.test_idx
         else:
             end = lengths
+        users = np.arange(len(end))
+        if all_windows:
+            users, end = _training_windows(end, max_seq_len)
         keep = end >= 1  # needs at least one input event
-        abs_end = starts + end
+        abs_end = starts[users] + end
         idx, present = _window_index(abs_end, np.minimum(end, max_seq_len), max_seq_len)
         seq = np.where(present, self.items[idx], PAD_ID)
 
@@ -236,8 +246,23 @@ class SequenceData:
             completion=torch.from_numpy(np.where(present, self.completion[idx], 0.0).astype(np.float32)[rows]),
             next_pos=torch.from_numpy(next_pos[rows]),
             target=torch.from_numpy(target[rows]),
-            user_index=torch.from_numpy(rows.astype(np.int64)),
+            user_index=torch.from_numpy(users[rows].astype(np.int64)),
         )
+
+
+def _training_windows(end: np.ndarray, max_len: int) -> tuple[np.ndarray, np.ndarray]:
+    """(user, window end) of every training window: ends ``end, end - (L-1), ...``
+    while the window still has a position with a later event. Consecutive windows
+    share one event, the last position of the older window (which has no target
+    inside it) being the first of the newer one."""
+    if max_len < 2:
+        raise ValueError(f"all_windows needs max_seq_len >= 2, got {max_len}")
+    stride = max_len - 1
+    n_windows = np.where(end > max_len, 1 + -(-(end - max_len) // stride), 1)
+    users = np.repeat(np.arange(len(end)), n_windows)
+    first_row = np.cumsum(n_windows) - n_windows
+    k = np.arange(len(users)) - np.repeat(first_row, n_windows)
+    return users, np.repeat(end, n_windows) - k * stride
 
 
 def _window_index(abs_end: np.ndarray, length: np.ndarray, max_len: int) -> tuple[np.ndarray, np.ndarray]:

@@ -66,14 +66,17 @@ DEFAULT_HPARAMS = dict(
 # ---- data ---------------------------------------------------------------------------
 
 
-def experiment_config(home: str | Path, max_seq_len: int, **data_overrides):
-    """An EncoreConfig rooted at ``home`` (scratch state dir) with the sequence window set."""
+def experiment_config(home: str | Path, max_seq_len: int, history_len: int | None = None, **data_overrides):
+    """An EncoreConfig rooted at ``home`` (scratch state dir) with the sequence window set.
+
+    ``history_len``: events kept per user in the sequence snapshot (default: one
+    window, ``max_seq_len + 1``); longer histories train on all their windows."""
     from encore.config import load_config
 
     environ = {k: v for k, v in os.environ.items() if not k.startswith("ENCORE")}
     environ["ENCORE_HOME"] = str(home)
     cfg = load_config(environ)
-    cfg.sessions.max_seq_len = max_seq_len
+    cfg.sessions.max_seq_len = max(history_len - 1, max_seq_len) if history_len else max_seq_len
     cfg.sessions.lookback_days = 100_000  # public data spans years; keep every event
     for name, value in data_overrides.items():
         if value is not None:
@@ -112,7 +115,7 @@ def load_sequences(dataset: str, cfg, unit: str = "user"):
         "items": data.n_items,
         "events_in_sequences": int(len(data.items)),
         "negative_share": round(skip_share, 4),
-        "window": cfg.sessions.max_seq_len,
+        "events_kept_per_user": cfg.sessions.max_seq_len + 1,
     }
     if dataset == "synthetic_music":
         info["generator"] = {k: getattr(cfg.data, k) for k in ("n_users", "n_items", "n_days", "sessions_per_user_day", "seed")}

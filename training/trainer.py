@@ -38,6 +38,7 @@ class TrainSettings:
     lr: float = 1e-3
     weight_decay: float = 0.01
     max_seq_len: int = 50
+    all_train_windows: bool = True  # histories longer than max_seq_len train on every window
     loss: str = "sampled_softmax"
     n_sampled: int = 1000
     contrastive: str = "none"
@@ -158,7 +159,7 @@ class Trainer:
         self.model = model.to(self.device)
         self.data = data
         self.n_items = data.n_items
-        self.train_split = data.split("train", settings.max_seq_len)
+        self.train_split = data.split("train", settings.max_seq_len, all_windows=settings.all_train_windows)
         self.valid_split = data.split("valid", settings.max_seq_len)
         if len(self.train_split) == 0:
             raise ValueError("no training sequences (every user lacks a positive target before validation)")

@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 export ENCORE_HOME ?= $(CURDIR)/.encore
 export PYTHONUNBUFFERED := 1
 
-.PHONY: install run test test-fast bench bench-spark bench-training experiments docs backfill clean
+.PHONY: install run test test-fast bench bench-spark bench-nightly bench-training experiments docs backfill clean
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -30,12 +30,18 @@ test: install
 test-fast: install
 	$(PY) -m pytest -m "not slow"
 
-## Benchmarks (JSON under bench_results/ + printed tables): Spark vs DuckDB, Encore SASRec vs RecBole.
-bench: bench-spark bench-training
+## Benchmarks (JSON under bench_results/ + printed tables): Spark vs DuckDB, nightly DAG at 1x/10x events,
+## Encore SASRec vs RecBole.
+bench: bench-spark bench-nightly bench-training
 
 bench-spark: install
 	mkdir -p bench_results
 	$(PY) -m spark_jobs.bench --events 1000000 10000000 --out bench_results/spark.json
+
+## Wall time per task of one nightly run (from Airflow) on the default data and on 10x the users (events).
+bench-nightly: install
+	mkdir -p bench_results
+	$(PY) -m encore.bench_nightly --scales 1 10 --out bench_results/nightly.json
 
 # RecBole lives in its own venv: it is a benchmark peer, not a runtime dependency.
 .venv-bench/.installed:

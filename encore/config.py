@@ -137,6 +137,7 @@ class TrainingConfig:
     completion_weight: float = 0.5
     entropy_weight: float = 0.01
     engagement_alpha: float = 1.0
+    ctr_positions: int = 8  # positions per window the CTR head trains on (0 = all)
     gate_noise: float = 1.0
     gate_temperature: float = 1.0
 

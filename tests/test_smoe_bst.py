@@ -15,6 +15,7 @@ from training.data import SequenceData
 from training.losses import (
     MultiTaskSettings,
     completion_loss,
+    ctr_position_mask,
     engagement_weights,
     gate_entropy,
     next_k_targets,
@@ -23,6 +24,7 @@ from training.losses import (
     weighted_ranking_loss,
 )
 from training.models import build_model
+from training.models.smoe_bst import PairHead
 from training.multitask import MultiTaskObjective
 from training.phns import PhnsPools, PhnsSampler, pool_composition
 from training.toy_data import toy_sequence_table
@@ -82,7 +84,7 @@ def test_entropy_regulariser_prevents_expert_collapse(toy):
             model.gate[-1].bias.copy_(torch.tensor([4.0, 0.0, 0.0]))  # the short expert starts out winning
         optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
         batch = toy.split("train", 16).take(slice(0, 16))
-        negatives = torch.randint(1, toy.n_items + 1, (toy.n_users, 8), generator=torch.Generator().manual_seed(0))
+        negatives = torch.randint(1, toy.n_items + 1, (len(batch), 8), generator=torch.Generator().manual_seed(0))
         settings = MultiTaskSettings(entropy_weight=entropy_weight)
         for _ in range(10):
             parts = smoe_bst_loss(model, batch, negatives, settings)
@@ -141,6 +143,27 @@ def test_head_losses_match_hand_computation():
     assert completion_loss(logits, torch.tensor([0.1, 0.75])).item() == pytest.approx((0.4**2 + 0) / 2, rel=1e-6)
     assert gate_entropy(torch.tensor([[0.25, 0.25, 0.5], [1.0, 0.0, 0.0]])).item() == pytest.approx(
         (1.5 * math.log(2)) / 2, rel=1e-6)
+
+
+def test_pair_head_blocks_equal_the_mlp_on_the_concatenation():
+    torch.manual_seed(0)
+    head, table = PairHead(8), torch.randn(10, 8)
+    users, ids = torch.randn(4, 3, 8), torch.randint(0, 10, (4, 3, 5))
+    items = table[ids]
+    u = users[..., None, :].expand_as(items)
+    expected = head.mlp(torch.cat([u, items, u * items], dim=-1)).squeeze(-1)
+    assert torch.allclose(head(users, table, ids), expected, atol=1e-6)
+
+
+def test_ctr_positions_are_drawn_among_positions_with_a_target():
+    has = torch.tensor([[False, True, True, True, True, True], [True, False, False, False, False, True]])
+    torch.manual_seed(0)
+    chosen = ctr_position_mask(has, 2)
+    assert chosen.sum(dim=1).tolist() == [2, 2] and not (chosen & ~has).any()
+    assert chosen[1].tolist() == has[1].tolist()  # a row with only 2 candidates keeps both
+    assert torch.equal(ctr_position_mask(has, 0), has)  # 0 = every position
+    draws = torch.stack([ctr_position_mask(has, 1)[0] for _ in range(2000)]).float().mean(0)
+    assert draws[0] == 0 and torch.allclose(draws[1:], torch.full((5,), 0.2), atol=0.03)  # uniform over 5
 
 
 # ---- PHNS sampler ---------------------------------------------------------------

@@ -238,6 +238,19 @@ class MultiTaskSettings:
     completion_weight: float = 0.5
     entropy_weight: float = 0.01
     engagement_alpha: float = 1.0  # 0 = no engagement-aware weighting
+    # CTR head: positions per window it is trained on (random each step, 0 = all). Its MLP runs on
+    # every (position, candidate) pair, which dominates a step's cost when trained on every position.
+    ctr_positions: int = 8
+
+
+def ctr_position_mask(has_target: torch.Tensor, per_row: int) -> torch.Tensor:
+    """``[B, L]`` bool: up to ``per_row`` positions of each row drawn uniformly (torch RNG)
+    among those with a target; all of them when ``per_row`` is 0 or the row has fewer."""
+    if per_row <= 0:
+        return has_target
+    draw = torch.rand(has_target.shape, device=has_target.device).masked_fill(~has_target, 2.0)
+    rank = draw.argsort(dim=1).argsort(dim=1)  # 0 = smallest draw
+    return has_target & (rank < per_row)
 
 
 def smoe_bst_loss(
@@ -249,8 +262,9 @@ def smoe_bst_loss(
     At every position t of the window: positives = the next K positive events
     (soft strengths, engagement weights from their completion), negatives = the
     row's PHNS negatives ``[B, M]`` (0 = none). Ranking uses the dot-product
-    score; CTR and completion use the model's heads; completion regresses the
-    completion of the event right after t (skipped or not).
+    score at every position; CTR uses its head at ``settings.ctr_positions``
+    random positions per row (an unbiased estimate of the all-position loss);
+    completion regresses the completion of the event right after t (skipped or not).
     ``total = rank_w·L_rank + ctr_w·L_ctr + completion_w·L_completion - entropy_w·H(gate)``.
     """
     k = len(settings.soft_labels)
@@ -267,23 +281,27 @@ def smoe_bst_loss(
     neg_valid = (neg_ids != PAD_ID)[:, None, :] & (neg_ids[:, None, :] != pos_ids[..., None])  # [N, K, M]
 
     strength = torch.tensor(settings.soft_labels, device=v.device, dtype=v.dtype).expand_as(pos_completion)
-    weights = strength * engagement_weights(pos_completion, settings.engagement_alpha)
+    engagement = engagement_weights(pos_completion, settings.engagement_alpha)
     pos_scores = (v[:, None, :] * table[pos_ids]).sum(-1)  # [N, K]
-    neg_scores = torch.einsum("nd,nmd->nm", v, table[neg_ids])  # [N, M]
+    # negatives are per row: score them per row ([B, L, M]) rather than gathering [N, M, D]
+    neg_scores = torch.einsum("bld,bmd->blm", vectors, table[negatives])[has]  # [N, M]
     rank = weighted_ranking_loss(
-        pos_scores[pos_valid], neg_scores[:, None, :].expand(-1, k, -1)[pos_valid], neg_valid[pos_valid], weights[pos_valid]
+        pos_scores[pos_valid], neg_scores[:, None, :].expand(-1, k, -1)[pos_valid], neg_valid[pos_valid],
+        (strength * engagement)[pos_valid],
     )
 
-    ctr_logits, _ = model.head_logits(v, torch.cat([pos_ids, neg_ids], dim=1))
+    head = ctr_position_mask(has, settings.ctr_positions)[has]  # subset of the N positions
+    ctr_logits = model.ctr_logits(v[head], torch.cat([pos_ids[head], neg_ids[head]], dim=1))
+    head_valid = pos_valid[head]
     ctr = weighted_ctr_loss(
-        ctr_logits[:, :k][pos_valid], strength[pos_valid], engagement_weights(pos_completion, settings.engagement_alpha)[pos_valid],
-        ctr_logits[:, k:], neg_valid.any(dim=1),
+        ctr_logits[:, :k][head_valid], strength[head][head_valid], engagement[head][head_valid],
+        ctr_logits[:, k:], neg_valid[head].any(dim=1),
     )
 
     following = batch.seq[:, 1:]
     has_next = (batch.seq[:, :-1] != PAD_ID) & (following != PAD_ID)
     if has_next.any():
-        _, next_logits = model.head_logits(vectors[:, :-1][has_next], following[has_next][:, None])
+        next_logits = model.completion_logits(vectors[:, :-1][has_next], following[has_next][:, None])
         completion = completion_loss(next_logits[:, 0], batch.completion[:, 1:][has_next])
     else:
         completion = vectors.sum() * 0.0

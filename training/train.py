@@ -31,7 +31,7 @@ from training.trainer import Trainer, TrainSettings, seed_everything
 MODEL_SETTINGS = ("hidden", "layers", "heads", "dropout", "mask_prob", "gate_noise", "gate_temperature", "experts",
                   "expert_windows")
 MULTITASK_SETTINGS = ("phns_mix", "soft_labels", "rank_weight", "ctr_weight", "completion_weight", "entropy_weight",
-                      "engagement_alpha")
+                      "engagement_alpha", "ctr_positions")
 
 
 def variant_name(model_name: str, contrastive: str) -> str:

@@ -94,14 +94,28 @@ class Expert(nn.Module):
 
 
 class PairHead(nn.Module):
-    """Scalar logit from a user representation and an item embedding."""
+    """Scalar logit of an MLP over ``[u, e, u*e]`` for a user representation u and item embedding e.
+
+    The first layer is applied in its three blocks, ``W_u u + W_e e + W_x (u*e)``
+    (the same function as on the concatenation): ``W_u u`` once per user vector
+    and ``W_e e`` once per item-table row, so only ``W_x (u*e)`` is paid per pair.
+    """
 
     def __init__(self, hidden: int):
         super().__init__()
         self.mlp = nn.Sequential(nn.Linear(3 * hidden, hidden), nn.GELU(), nn.Linear(hidden, 1))
 
-    def forward(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
-        return self.mlp(torch.cat([users, items, users * items], dim=-1)).squeeze(-1)
+    def forward(self, users: torch.Tensor, item_table: torch.Tensor, item_ids: torch.Tensor) -> torch.Tensor:
+        """``users`` ``[..., D]``, ``item_ids`` ``[..., M]`` rows of ``item_table`` -> logits ``[..., M]``."""
+        first, activation, last = self.mlp
+        w_user, w_item, w_cross = first.weight.split(users.shape[-1], dim=1)
+        items = item_table[item_ids]
+        hidden = (
+            (users @ w_user.T + first.bias)[..., None, :]
+            + (item_table @ w_item.T)[item_ids]
+            + (users[..., None, :] * items) @ w_cross.T
+        )
+        return last(activation(hidden)).squeeze(-1)
 
 
 class SMoEBST(nn.Module):
@@ -205,12 +219,13 @@ class SMoEBST(nn.Module):
 
     # ---- multi-task heads ---------------------------------------------------------
 
-    def head_logits(self, vectors: torch.Tensor, item_ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(CTR logit, completion logit) for user vectors ``[..., D]`` (from
-        ``predict_vectors``) and item ids ``[..., M]``: both ``[..., M]``."""
-        items = self.item_emb(item_ids)
-        users = vectors[..., None, :].expand_as(items)
-        return self.ctr_head(users, items), self.completion_head(users, items)
+    def ctr_logits(self, vectors: torch.Tensor, item_ids: torch.Tensor) -> torch.Tensor:
+        """CTR logits ``[..., M]`` for user vectors ``[..., D]`` (from ``predict_vectors``) and item ids ``[..., M]``."""
+        return self.ctr_head(vectors, self.item_emb.weight, item_ids)
+
+    def completion_logits(self, vectors: torch.Tensor, item_ids: torch.Tensor) -> torch.Tensor:
+        """Completion-rate logits ``[..., M]``, same inputs as ``ctr_logits``."""
+        return self.completion_head(vectors, self.item_emb.weight, item_ids)
 
     @torch.no_grad()
     def predict_soft_label_and_completion(
@@ -226,8 +241,8 @@ class SMoEBST(nn.Module):
         context = inputs.to(device) if isinstance(inputs, SequenceBatch) else None
         seqs = context.seq if context is not None else inputs.to(device)
         vectors = self.predict_vectors(self.encode(seqs, context)[:, -1])
-        ctr, completion = self.head_logits(vectors, item_ids.to(device))
-        return torch.sigmoid(ctr), torch.sigmoid(completion)
+        item_ids = item_ids.to(device)
+        return torch.sigmoid(self.ctr_logits(vectors, item_ids)), torch.sigmoid(self.completion_logits(vectors, item_ids))
 
 
 __all__ = ["SMoEBST", "SMoEBSTConfig", "user_bucket"]

@@ -1,14 +1,21 @@
-"""S-MoE-BST ablation (seed 003) on generated video data: BST -> +MoE -> +PHNS
-(HARD / MEDIUM / EASY) -> +MTL -> +soft labels, on the PHNS-hard and easy test sets.
+"""S-MoE-BST ablation (seed 003): BST -> +MoE -> +PHNS (HARD / MEDIUM / EASY) ->
++MTL -> +soft labels, on the PHNS-hard and easy test sets.
 
 CLI::
 
-    python -m training.experiments_smoe --seeds 0 1 2 [--epochs 10] [--n-users 600] [--n-items 500] \
-        [--n-days 30] [--home /tmp/encore_smoe] [--variants bst bst+moe ...]
+    python -m training.experiments_smoe [--dataset video|ml-100k] --seeds 0 1 2 [--epochs 10] \
+        [--n-users 600] [--n-items 500] [--n-days 30] [--home /tmp/encore_smoe] [--variants bst bst+moe ...]
 
-Data: ``encore.generator`` with ``data.domain=video`` (completion <= 0.05 =
-abandoned = hard negative), sequences and PHNS pools built without Spark by
-``spark_jobs.duckdb_reference`` as of the last day. Every run goes through
+Data, sequences and PHNS pools built without Spark by ``spark_jobs.duckdb_reference``
+as of the last day:
+
+* ``video``: ``encore.generator`` with ``data.domain=video`` (completion <= 0.05 =
+  abandoned = hard negative);
+* ``ml-100k``: MovieLens-100k with the rating mapped to engagement, completion =
+  rating / 5, and rating <= 2 = negative (the hard pool). Its last week is sparse,
+  so the trending pool looks back ``ML100K_TRENDING_DAYS`` instead of 7 days.
+
+Every run goes through
 ``training.train.train_model(..., register=False)``; the numbers are the test
 split of the best-validation epoch, target ranked among 50 candidates (PHNS-hard:
 ``phns.n_negatives`` negatives, half hard, the rest trending / tailing; easy:
@@ -19,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import statistics
+from pathlib import Path
 
 from training.experiments import experiment_config
 
@@ -34,17 +42,41 @@ VARIANTS: dict[str, dict] = {
     "bst+moe+phns_medium+mtl+soft": dict(BASE, phns_mix="MEDIUM", **{**MTL, "soft_labels": (1.0, 0.6, 0.3)}),
 }
 METRICS = ("ndcg@1", "ndcg@5", "recall@5", "mrr@5")
+DATASET_NAMES = {"video": "synthetic_video", "ml-100k": "ml-100k"}
 
 
-def build_video_data(cfg):
-    """(SequenceData, run_date): generated video events -> sequences; PHNS pools written to the lake."""
+ML100K_TRENDING_DAYS = 30
+
+
+def ml100k_engagement_events(cfg):
+    """MovieLens-100k events with completion = rating / 5 (engagement)."""
+    import pyarrow.compute as pc
+
+    from training.datasets import ml100k_events
+
+    events = ml100k_events(Path(cfg.paths.home) / "cache" / "datasets")
+    completion = pc.divide(pc.cast(events.column("rating"), "float64"), 5.0)
+    if "completion" in events.column_names:
+        return events.set_column(events.column_names.index("completion"), "completion", completion)
+    return events.append_column("completion", completion)
+
+
+def build_data(cfg, dataset: str):
+    """(SequenceData, run_date): events -> sequences; PHNS pools written to the lake."""
     from encore import lake
     from spark_jobs.duckdb_reference import build_phns_pools_duckdb, build_sequences_duckdb
     from training.data import SequenceData
     from training.datasets import synthetic_events
 
-    cfg.data.domain, cfg.data.source = "video", "synthetic_video"
-    events = synthetic_events(cfg)
+    if dataset == "video":
+        cfg.data.domain, cfg.data.source = "video", "synthetic_video"
+        cfg.sessions.lookback_days = cfg.data.n_days
+        events = synthetic_events(cfg)
+    elif dataset == "ml-100k":
+        cfg.phns.trending_window_days = ML100K_TRENDING_DAYS
+        events = ml100k_engagement_events(cfg)
+    else:
+        raise ValueError(f"unknown dataset {dataset!r}; known: video, ml-100k")
     run_date = max(events.column("ts").to_pylist()).date().isoformat()
     lake.write_partition(cfg, "phns_pools", run_date, build_phns_pools_duckdb(events, cfg, run_date))
     data = SequenceData.from_arrow(build_sequences_duckdb(events, cfg, run_date).sort_by("user_id"))
@@ -55,14 +87,13 @@ def run(args) -> dict[str, dict[str, list[float]]]:
     from training.train import train_model
 
     cfg = experiment_config(args.home, args.max_seq_len, n_users=args.n_users, n_items=args.n_items, n_days=args.n_days)
-    cfg.sessions.lookback_days = args.n_days
-    data, run_date = build_video_data(cfg)
-    print(f"video data: {data.n_users} users, {data.n_items} items, {len(data.items)} events, run date {run_date}")
+    data, run_date = build_data(cfg, args.dataset)
+    print(f"{args.dataset} data: {data.n_users} users, {data.n_items} items, {len(data.items)} events, run date {run_date}")
     results: dict[str, dict[str, list[float]]] = {}
     for name in args.variants:
         for seed in args.seeds:
             out = train_model(
-                cfg, run_date, "smoe_bst", data=data, dataset="synthetic_video", register=False, resume=False,
+                cfg, run_date, "smoe_bst", data=data, dataset=DATASET_NAMES[args.dataset], register=False, resume=False,
                 epochs=args.epochs, seed=seed, progress=False, hidden=args.hidden, layers=2, heads=4, dropout=0.2,
                 max_seq_len=args.max_seq_len, batch_size=128, lr=1e-3, device="cpu", **VARIANTS[name],
             )
@@ -91,6 +122,7 @@ def markdown(results: dict[str, dict[str, list[float]]], n_seeds: int) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m training.experiments_smoe", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--dataset", default="video", choices=list(DATASET_NAMES))
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
     parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--n-users", type=int, default=600)

@@ -58,7 +58,8 @@ experiments: install
 	mkdir -p bench_results
 	$(PY) -m training.experiments --dataset ml-100k --seeds 0 1 2 --epochs 5 --patience 2 --batch-size 64 --loss full_softmax --out bench_results/experiments_ml-100k.json
 	$(PY) -m training.experiments --dataset synthetic_music --seeds 0 1 2 --epochs 5 --patience 2 --batch-size 64 --loss full_softmax --n-users 600 --n-days 14 --out bench_results/experiments_synthetic_music.json
-	$(PY) -m training.experiments_smoe --seeds 0 1 2 --epochs 5
+	$(PY) -m training.experiments_smoe --dataset video --seeds 0 1 2 --epochs 5
+	$(PY) -m training.experiments_smoe --dataset ml-100k --seeds 0 1 2 --epochs 5
 	$(PY) -m training.leaderboard --dataset ml-100k --seeds 0 1 2
 	$(PY) -m training.leaderboard --dataset synthetic_music --seeds 0 1 2
 

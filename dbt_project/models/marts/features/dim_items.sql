@@ -44,7 +44,8 @@ item_activity as (
         count(*) filter (where in_{{ w }}_window)                                            as plays_{{ w }},
         count(distinct user_id) filter (where in_{{ w }}_window)                             as users_{{ w }},
         avg(case when is_skip then 1.0 else 0.0 end) filter (where in_{{ w }}_window)        as skip_rate_{{ w }},
-        avg(completion) filter (where in_{{ w }}_window)                                     as mean_completion_{{ w }},
+        -- a decimal sum is exact, so re-running a date gives bit-identical means (a double sum depends on thread order)
+        avg(completion::decimal(18, 9)) filter (where in_{{ w }}_window)                     as mean_completion_{{ w }},
         {% endfor %}
         avg(case when is_abandoned then 1.0 else 0.0 end) filter (where in_long_window)     as abandon_rate_long,
         count(*)                                                                             as plays_total,

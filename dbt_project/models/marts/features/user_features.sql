@@ -36,7 +36,8 @@ user_activity as (
         count(*) filter (where in_{{ w }}_window)                                            as plays_{{ w }},
         count(*) filter (where in_{{ w }}_window and not is_skip)                            as positives_{{ w }},
         avg(case when is_skip then 1.0 else 0.0 end) filter (where in_{{ w }}_window)        as skip_rate_{{ w }},
-        avg(completion) filter (where in_{{ w }}_window)                                     as mean_completion_{{ w }},
+        -- a decimal sum is exact, so re-running a date gives bit-identical means (a double sum depends on thread order)
+        avg(completion::decimal(18, 9)) filter (where in_{{ w }}_window)                     as mean_completion_{{ w }},
         count(distinct session_id) filter (where in_{{ w }}_window)                          as sessions_{{ w }},
         count(distinct event_date) filter (where in_{{ w }}_window)                          as active_days_{{ w }},
         {% endfor %}

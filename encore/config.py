@@ -103,6 +103,7 @@ class PhnsConfig:
         default_factory=lambda: {"HARD": 0.5, "MEDIUM": 0.3, "EASY": 0.2}
     )
     default_mix: str = "MEDIUM"
+    uniform_share: float = 0.0  # share of each user's training negatives drawn uniformly from unseen items
     seed: int = 13
 
 
@@ -119,8 +120,12 @@ class TrainingConfig:
     layers: int = 2
     heads: int = 8
     dropout: float = 0.2
+    prediction_layer: bool = True  # SASRec / BERT4Rec: FC + GELU before the dot product (seed 000)
     max_seq_len: int = 50
     all_train_windows: bool = True  # a history longer than max_seq_len trains on all its windows
+    window_stride: int = 0  # events between those windows' ends; 0 = max_seq_len - 1 (windows do not overlap)
+    train_target: str = "next_positive"  # next_positive (seeds' task) | next_item (skipped events are targets too)
+    user_features: bool = True  # S-MoE-BST reads the dbt user_features mart of the run date
     loss: str = "sampled_softmax"  # sampled_softmax | full_softmax
     n_sampled: int = 1000
     contrastive: str = "item"  # none | item | encoder

@@ -4,6 +4,7 @@ PHNS sampler, multi-task losses, over-fitting and the tracked training run."""
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
@@ -209,6 +210,29 @@ def test_sampler_respects_mix_and_never_returns_a_positive(share, expected):
     assert torch.equal(sampler.sample(4), sampler.sample(4))
 
 
+def test_uniform_share_reserves_negatives_for_unseen_catalogue_items():
+    data, pools = _sampler_data()
+    # 20 negatives, half uniform: the MEDIUM mix gets 10 (3 hard, 4 trending, 3 tailing), 10 are uniform
+    sampler = PhnsSampler(pools, 0.3, n_negatives=20, seed=3, uniform_share=0.5)
+    seen = {0: set(data.items[0:5].tolist()), 1: set(data.items[5:8].tolist())}
+    outside_pools = set()
+    for epoch in range(30):
+        drawn = sampler.sample(epoch)
+        for user in (0, 1):
+            ids = drawn[user].tolist()
+            phns, uniform = ids[:10], ids[10:]
+            assert len(set(ids)) == 20
+            hard = sum(i in set(pools.pools["hard"][user].tolist()) for i in phns)
+            trending = sum(i in set(pools.pools["trending"][user].tolist()) for i in phns)
+            assert (hard, trending, 10 - hard - trending) == (3, 4, 3)
+            assert not set(uniform) & seen[user]
+            outside_pools |= {i for i in uniform if not any(i in set(p[user].tolist()) for p in pools.pools.values())}
+    # items in no pool (i190..i199, unseen ones below i010) are reachable only through the uniform share
+    assert len(outside_pools) >= 10
+    with pytest.raises(ValueError, match="uniform_share"):
+        PhnsSampler(pools, 0.3, 20, seed=0, uniform_share=1.5)
+
+
 def test_short_pools_and_uniform_mix():
     data, pools = _sampler_data()
     pools.pools["hard"][1] = pools.pools["hard"][1][:3]
@@ -254,12 +278,51 @@ def test_tiny_dataset_overfits_with_the_multitask_objective():
     assert sum(gate_means) == pytest.approx(1.0, abs=1e-5)
 
 
+def user_features_table(run_date: str, users: list[str]) -> pa.Table:
+    """user_features mart rows: user k has plays_short = k, skip_rate_short = 0.1 k, the rest 0 or null."""
+    from training.user_features import USER_FEATURE_COLUMNS
+
+    columns = {"run_date": pa.array([run_date] * len(users)).cast(pa.date32()), "user_id": pa.array(users)}
+    for name in USER_FEATURE_COLUMNS:
+        columns[name] = pa.array([None] * len(users), pa.float64())
+    columns["plays_short"] = pa.array(range(len(users)), pa.int64())
+    columns["skip_rate_short"] = pa.array([0.1 * k for k in range(len(users))])
+    return pa.table(columns)
+
+
+def test_user_feature_matrix_transforms_a_hand_example():
+    from training.user_features import USER_FEATURE_COLUMNS, user_feature_matrix
+
+    table = user_features_table("2026-10-30", ["a", "b", "c"])
+    out = user_feature_matrix(table, np.array(["c", "zz", "a"], dtype=object))
+    plays, skip = USER_FEATURE_COLUMNS.index("plays_short"), USER_FEATURE_COLUMNS.index("skip_rate_short")
+    assert out.shape == (3, len(USER_FEATURE_COLUMNS))
+    assert out[0, plays] == pytest.approx(math.log1p(2)) and out[0, skip] == pytest.approx(0.2)  # c: log1p count, share
+    assert not out[1].any()  # a user the mart does not know: zeros
+    assert not out[2].any()  # a: plays 0 -> log1p 0, share 0, nulls -> 0
+    with pytest.raises(ValueError, match="abandon_rate_long"):
+        user_feature_matrix(table.drop_columns(["abandon_rate_long"]), np.array(["a"]))
+
+
+def test_user_features_need_the_mart_of_the_run_date(cfg, toy):
+    from training.user_features import load_user_features
+
+    with pytest.raises(FileNotFoundError, match="user_features"):
+        load_user_features(cfg, "2026-10-30", toy.user_ids)
+
+
 def test_train_model_tracks_gates_and_phns_sets(cfg, toy):
+    import duckdb
     from mlflow import MlflowClient
 
     from training.inference import load_model_for_inference, recommend_for_users
     from training.train import train_model
+    from training.user_features import USER_FEATURE_COLUMNS
 
+    Path(cfg.paths.warehouse).parent.mkdir(parents=True, exist_ok=True)
+    features = user_features_table("2026-10-30", list(toy.user_ids))
+    with duckdb.connect(cfg.paths.warehouse) as con:
+        con.execute("CREATE TABLE user_features AS SELECT * FROM features")
     out = train_model(cfg, "2026-10-30", "smoe_bst", data=toy, dataset="toy", epochs=2, phns_mix="hard",
                       progress=False, **{k: v for k, v in SMALL.items() if k != "max_seq_len"}, max_seq_len=16)
     assert out["model_name"] == "smoe_bst+phns_hard"
@@ -277,8 +340,13 @@ def test_train_model_tracks_gates_and_phns_sets(cfg, toy):
         assert [m.step for m in client.get_metric_history(out["run_id"], metric)] == [1, 2]
 
     bundle = load_model_for_inference(cfg, f"models:/{cfg.promotion.registered_model}/{out['model_version']}", device="cpu")
-    recs = recommend_for_users(bundle, toy, k=3)
+    assert bundle.model.config.n_user_features == len(USER_FEATURE_COLUMNS)
+    with pytest.raises(ValueError, match="user features"):
+        recommend_for_users(bundle, toy, k=3)
+    recs = recommend_for_users(bundle, toy, k=3, cfg=cfg, run_date="2026-10-30")
     assert recs.num_rows == 3 * toy.n_users
+    plays = USER_FEATURE_COLUMNS.index("plays_short")
+    assert bundle.model.user_features_of[:, plays].tolist() == pytest.approx([math.log1p(k) for k in range(toy.n_users)])
     batch = toy.split("inference", 16).take(slice(0, 4))
     ids = torch.tensor([[1, 2, 3]] * 4)
     soft, completion = bundle.model.predict_soft_label_and_completion(batch, ids)

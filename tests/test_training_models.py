@@ -92,6 +92,26 @@ def test_all_windows_use_every_training_target_once():
                                        [0, 0, i["i1"], 0]]
     targets = sorted(t for row in train.next_pos.tolist() for t in row if t)
     assert targets == sorted([i["i1"], i["i2"], i["i4"], i["i4"], i["i5"], i["i6"], i["i7"]])  # positions 0..6
+    # stride 2: windows end at 8, 6, 4: [4..8), [2..6), [0..4); a window keeps the targets among its
+    # last 2 events (the oldest keeps all), so the same seven targets each appear once, with more context
+    strided = data.split("train", max_seq_len=4, all_windows=True, window_stride=2)
+    assert strided.seq.tolist() == [[i["i4"], i["i5"], i["i6"], i["i7"]],
+                                    [i["i2"], i["i3"], i["i4"], i["i5"]],
+                                    [i["i0"], i["i1"], i["i2"], i["i3"]]]
+    assert strided.next_pos.tolist() == [[0, i["i6"], i["i7"], 0],
+                                         [i["i4"], i["i4"], i["i5"], 0],
+                                         [i["i1"], i["i2"], 0, 0]]
+    assert data.split("train", 4, all_windows=True, window_stride=3).next_pos.tolist() == train.next_pos.tolist()
+    # next_item targets: the skipped i3 becomes i2's target instead of being stepped over, and y
+    # (c, a skipped) now has a training target: c -> a
+    every_item = data.split("train", 4, all_windows=True, train_target="next_item")
+    assert every_item.user_index.tolist() == [0, 0, 0, 1]
+    assert every_item.next_pos.tolist() == [[i["i5"], i["i6"], i["i7"], 0], [i["i2"], i["i3"], i["i4"], 0],
+                                            [0, 0, i["i1"], 0], [0, 0, data.vocab.encode(["a"])[0], 0]]
+    with pytest.raises(ValueError, match="train_target"):
+        data.split("train", 4, train_target="next_click")
+    with pytest.raises(ValueError, match="window_stride"):
+        data.split("train", 4, all_windows=True, window_stride=4)
     # a history that fits one window gives the same rows as the default split
     short = SequenceData.from_arrow(hand_table())
     assert short.split("train", 4, all_windows=True).seq.tolist() == short.split("train", 4).seq.tolist()
@@ -134,6 +154,15 @@ def test_sasrec_ignores_padding_and_scores_every_item():
     assert short.shape == (1, 20)
     assert torch.allclose(short, shorter_window, atol=1e-5)  # positions align at the newest event
     assert torch.isfinite(all_pad).all()
+
+
+def test_sasrec_without_prediction_layer_scores_the_last_hidden_state():
+    model = build_model("sasrec", 20, max_seq_len=8, hidden=16, layers=1, heads=2, dropout=0.0, prediction_layer=False)
+    seqs = torch.tensor([[0, 0, 0, 0, 0, 3, 4, 5]])
+    with torch.no_grad():
+        expected = model.encode(seqs)[:, -1] @ model.item_emb.weight[1:21].T
+        assert torch.allclose(model.score_all(seqs), expected, atol=1e-6)
+    assert not any(isinstance(m, torch.nn.Linear) for m in model.prediction.modules())
 
 
 def test_bert4rec_is_bidirectional_and_appends_mask():

@@ -36,6 +36,7 @@ from encore.warehouse import connect
 from training.data import SequenceData
 from training.inference import InferenceBundle, load_model_for_inference, recommend_top_k
 from training.promotion import champion_for_date
+from training.user_features import attach_users
 
 log = logging.getLogger(__name__)
 
@@ -102,8 +103,7 @@ def recommend_with_champion(cfg: EncoreConfig, run_date: str, bundle: InferenceB
     k = cfg.inference.k
     inputs = data.split("inference", bundle.max_seq_len)
     users = inputs.user_index.numpy()
-    if hasattr(bundle.model, "attach_users"):  # models with a user embedding look users up by id
-        bundle.model.attach_users(data.user_ids)
+    attach_users(bundle.model, data.user_ids, cfg, run_date)  # models with a user table look users up by id
     calibration = soft_label_by_rank(bundle, data, k)
     heads = getattr(bundle.model, "predict_soft_label_and_completion", None)
 

@@ -9,9 +9,11 @@ Both run as subprocesses (so each peak RSS is its own): Encore in this venv,
 RecBole in a separate benchmark venv (``.venv-bench``: torch + recbole==1.2.1;
 recbole is never a dependency of the package). Same hyper-parameters: hidden
 64, 2 layers, 2 heads, FFN 4x (256), dropout 0.2, max_len 50, batch 256, Adam(W)
-lr 1e-3 without weight decay, full-softmax cross-entropy over all items
+lr 1e-3 without weight decay, no prediction layer (RecBole's SASRec scores the
+last hidden state against the item table; ``--encore-prediction-layer`` keeps
+the seed's FC + GELU), full-softmax cross-entropy over all items
 (RecBole's SASRec ``loss_type=CE``), early stopping on valid NDCG@10 with
-patience 3 (RecBole ``stopping_step``), same torch thread count.
+patience 3 by default (`--patience`, RecBole ``stopping_step``), same torch thread count.
 
 What differs by design, and is reported rather than hidden:
 
@@ -27,16 +29,17 @@ What differs by design, and is reported rather than hidden:
   ``encore_batch_size`` (default 16) windows, about 630 targets per step on ml-100k.
   With 256 windows Encore would take ~10 optimizer steps per epoch against
   RecBole's ~380 and stop early long before converging.
-* Protocol. RecBole's own numbers: leave-one-out on the last two
-  interactions (any rating), full ranking minus training history. Encore's
-  protocol (DESIGN): the last *positive* (rating > 2) event is the test target,
-  ratings <= 2 are negative signal, full ranking minus the whole input window.
-  RecBole's trained model is also scored on **our** test split (its scores for
-  our test inputs are computed in the RecBole venv and ranked here with
-  ``training.metrics``), so the NDCG@10 column "ours" compares like with like.
-  Caveat: RecBole's training prefixes can contain our test target when a
-  user's newest ratings are negative (or share a timestamp), which can only
-  favour RecBole.
+* Data and protocol. Encore's protocol (DESIGN): the last *positive*
+  (rating > 2) event is the test target, ratings <= 2 are negative signal, full
+  ranking minus the whole input window. RecBole reads an atomic file written
+  from our split (``write_recbole_inter``): each user's events up to and
+  including our test target, in our order, so its leave-one-out test target is
+  ours and none of its training prefixes contains it (with the raw ml-100k file,
+  a user whose newest ratings are negative has our test target inside RecBole's
+  training data). RecBole's own NDCG@10 uses its exclusion (training history);
+  its trained model is also scored on **our** test inputs (scores computed in
+  the RecBole venv, ranked here with ``training.metrics``): the column "Encore
+  protocol" compares like with like.
 
 Peak memory = ``ru_maxrss`` of each worker process (includes data loading).
 """
@@ -55,7 +58,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 HPARAMS = dict(hidden=64, layers=2, heads=2, dropout=0.2, max_seq_len=50, batch_size=256, lr=1e-3, patience=3, seed=0,
-               encore_batch_size=16)
+               encore_batch_size=16, encore_window_stride=0, encore_train_target="next_positive",
+               encore_prediction_layer=False)
+RECBOLE_DATASET = "ml-100k-encore-split"
 FULL_HISTORY = 100_000  # events kept per user: all of them (ml-100k's longest history is 737)
 
 
@@ -79,12 +84,15 @@ def encore_worker(spec: dict) -> dict:
     data, info = load_sequences(spec["dataset"], cfg, "user")
     settings = TrainSettings(
         epochs=spec["epochs"], batch_size=hp["encore_batch_size"], lr=hp["lr"], weight_decay=0.0,
-        max_seq_len=hp["max_seq_len"], loss="full_softmax", contrastive="none", patience=hp["patience"],
+        max_seq_len=hp["max_seq_len"], window_stride=hp["encore_window_stride"],
+        train_target=hp["encore_train_target"], loss="full_softmax",
+        contrastive="none", patience=hp["patience"],
         seed=hp["seed"], device="cpu", bf16=False, progress=False,
     )
     seed_everything(hp["seed"])
     model = build_model("sasrec", data.n_items, max_seq_len=hp["max_seq_len"], hidden=hp["hidden"],
-                        layers=hp["layers"], heads=hp["heads"], dropout=hp["dropout"])
+                        layers=hp["layers"], heads=hp["heads"], dropout=hp["dropout"],
+                        prediction_layer=hp["encore_prediction_layer"])
     trainer = Trainer(model, data, settings)
     train = trainer.train_split
     n_seqs = len(train)
@@ -113,6 +121,7 @@ def encore_worker(spec: dict) -> dict:
     split = data.split("test", hp["max_seq_len"])
     tokens = [[data.vocab.item_ids[i - 1] for i in row if i] for row in split.seq.tolist()]
     Path(spec["test_inputs"]).write_text(json.dumps({"item_ids": data.vocab.item_ids, "inputs": tokens}))
+    write_recbole_inter(data, Path(spec["recbole_data"]) / RECBOLE_DATASET / f"{RECBOLE_DATASET}.inter")
     train_times = [e["train_seconds"] for e in epochs]
     return {
         "framework": "encore",
@@ -131,6 +140,26 @@ def encore_worker(spec: dict) -> dict:
         "threads": torch.get_num_threads(),
         "torch": torch.__version__,
     }
+
+
+def write_recbole_inter(data, path: Path) -> int:
+    """RecBole atomic file of what our split lets a model train and test on: each user's
+    events up to and including our test target, in our order (timestamp = position), so
+    RecBole's leave-one-out test target is ours and no training prefix contains it."""
+    import numpy as np
+
+    has_test = data.test_idx >= 0
+    users = np.flatnonzero(has_test)
+    lengths = data.test_idx[users] + 1
+    rows = np.repeat(users, lengths)
+    position = np.arange(len(rows)) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+    items = data.items[data.offsets[rows] + position]
+    item_ids = np.asarray(data.vocab.item_ids, dtype=object)[items - 1]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w") as out:
+        out.write("user_id:token\titem_id:token\ttimestamp:float\n")
+        out.writelines(f"{u}\t{i}\t{t}\n" for u, i, t in zip(data.user_ids[rows], item_ids, position))
+    return len(rows)
 
 
 # ---- RecBole worker (benchmark venv) -------------------------------------------------------
@@ -177,9 +206,9 @@ def recbole_worker(spec: dict) -> dict:
     torch.set_num_threads(spec["threads"])
     hp = spec["hparams"]
     checkpoints = tempfile.mkdtemp(prefix="recbole_ckpt_")
-    config = Config(model="SASRec", dataset="ml-100k", config_dict={
-        "data_path": str(Path(recbole.__file__).parent / "dataset_example"),
-        "load_col": {"inter": ["user_id", "item_id", "rating", "timestamp"]},
+    config = Config(model="SASRec", dataset=RECBOLE_DATASET, config_dict={
+        "data_path": spec["recbole_data"],
+        "load_col": {"inter": ["user_id", "item_id", "timestamp"]},
         "hidden_size": hp["hidden"], "inner_size": 4 * hp["hidden"], "n_layers": hp["layers"], "n_heads": hp["heads"],
         "hidden_dropout_prob": hp["dropout"], "attn_dropout_prob": hp["dropout"], "hidden_act": "gelu",
         "loss_type": "CE", "train_neg_sample_args": None, "MAX_ITEM_LIST_LENGTH": hp["max_seq_len"],
@@ -218,7 +247,10 @@ def recbole_worker(spec: dict) -> dict:
     # RecBole's trained model on OUR test inputs: scores in our column order
     ours = json.loads(Path(spec["test_inputs"]).read_text())
     iid = dataset.iid_field
-    columns = torch.as_tensor(dataset.token2id(iid, ours["item_ids"]))
+    # an item that only occurs after every user's test target is unknown to RecBole: never recommended
+    token_id = dataset.field2token_id[iid]
+    known = torch.tensor([item in token_id for item in ours["item_ids"]])
+    columns = torch.tensor([token_id.get(item, 0) for item in ours["item_ids"]])
     seq = torch.zeros(len(ours["inputs"]), hp["max_seq_len"], dtype=torch.long)
     length = torch.zeros(len(ours["inputs"]), dtype=torch.long)
     for row, tokens in enumerate(ours["inputs"]):
@@ -228,7 +260,8 @@ def recbole_worker(spec: dict) -> dict:
     model.eval()
     with torch.no_grad():
         scores = model.full_sort_predict(Interaction({model.ITEM_SEQ: seq, model.ITEM_SEQ_LEN: length}))
-    np.save(spec["scores_out"], scores[:, columns].numpy().astype(np.float32))
+    scores = scores[:, columns].masked_fill(~known, float("-inf"))
+    np.save(spec["scores_out"], scores.numpy().astype(np.float32))
     return {
         "framework": "recbole",
         "recbole": recbole.__version__,
@@ -327,6 +360,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--hidden", type=int, default=HPARAMS["hidden"], choices=[64, 128])
     parser.add_argument("--encore-batch-size", type=int, default=HPARAMS["encore_batch_size"],
                         help="Encore windows per batch (RecBole: 256 prefixes)")
+    parser.add_argument("--encore-window-stride", type=int, default=HPARAMS["encore_window_stride"],
+                        help="events between Encore's training windows (0 = max_len - 1, no overlap)")
+    parser.add_argument("--encore-train-target", default=HPARAMS["encore_train_target"],
+                        choices=["next_positive", "next_item"],
+                        help="Encore's training target (RecBole trains on every next item)")
+    parser.add_argument("--encore-prediction-layer", action="store_true",
+                        help="keep the seed's FC + GELU prediction layer (RecBole's SASRec has none)")
+    parser.add_argument("--patience", type=int, default=HPARAMS["patience"],
+                        help="early-stopping patience in epochs, both frameworks")
     parser.add_argument("--threads", type=int, default=1, help="torch threads for both")
     parser.add_argument("--nice", type=int, default=10)
     parser.add_argument("--recbole-python", default=str(ROOT / ".venv-bench" / "bin" / "python"))
@@ -341,10 +383,13 @@ def main(argv: list[str] | None = None) -> int:
         Path(spec["result"]).write_text(json.dumps(result, indent=2, default=str))
         return 0
 
-    hparams = {**HPARAMS, "hidden": args.hidden, "encore_batch_size": args.encore_batch_size}
+    hparams = {**HPARAMS, "hidden": args.hidden, "encore_batch_size": args.encore_batch_size,
+               "encore_window_stride": args.encore_window_stride, "encore_train_target": args.encore_train_target,
+               "encore_prediction_layer": args.encore_prediction_layer,
+               "patience": args.patience}
     workdir = Path(tempfile.mkdtemp(prefix="encore_bench_"))
     base = {"dataset": args.dataset, "hparams": hparams, "threads": args.threads, "home": args.home,
-            "test_inputs": str(workdir / "test_inputs.json")}
+            "test_inputs": str(workdir / "test_inputs.json"), "recbole_data": str(workdir / "recbole_data")}
     encore = _run_worker(sys.executable, "encore", {**base, "epochs": args.epochs}, workdir, args.nice)
     recbole = None
     if not args.skip_recbole:

@@ -45,6 +45,7 @@ from encore.config import EncoreConfig
 
 PAD_ID = 0
 SPLITS = ("train", "valid", "test", "inference")
+TRAIN_TARGETS = ("next_positive", "next_item")
 
 
 @dataclass
@@ -199,18 +200,34 @@ class SequenceData:
 
     # ---- splits -----------------------------------------------------------------
 
-    def split(self, name: str, max_seq_len: int, all_windows: bool = False) -> SequenceBatch:
+    def split(self, name: str, max_seq_len: int, all_windows: bool = False, window_stride: int = 0,
+              train_target: str = "next_positive") -> SequenceBatch:
         """Padded tensors of one split (see module docstring); users without the
         needed targets are left out (``user_index`` says who is in).
 
         ``all_windows`` (train only): a history longer than ``max_seq_len`` becomes
-        several rows, windows ending ``max_seq_len - 1`` events apart, so every
+        several rows, windows ending ``window_stride`` events apart (0 = the
+        default ``max_seq_len - 1``: consecutive windows share one event), so every
         training target is used exactly once per epoch instead of only the most
-        recent window's (rows of one user are adjacent, newest window first)."""
+        recent window's (rows of one user are adjacent, newest window first).
+        A window keeps only the targets among its last ``window_stride`` events
+        (the oldest window keeps all), so with a smaller stride each target is
+        still trained once per epoch but sees about ``max_seq_len - window_stride``
+        or more events of context, closer to training on every prefix, for
+        ``(max_seq_len - 1) / window_stride`` times the work.
+
+        ``train_target``: ``next_positive`` (the seeds' task: next non-skipped item)
+        or ``next_item`` (every next event, skips included, as RecBole's SASRec
+        trains; for data whose negatives are low ratings of consumed items)."""
         if name not in SPLITS:
             raise ValueError(f"split must be one of {SPLITS}, got {name!r}")
         if all_windows and name != "train":
             raise ValueError("all_windows only applies to the train split")
+        if train_target not in TRAIN_TARGETS:
+            raise ValueError(f"train_target must be one of {TRAIN_TARGETS}, got {train_target!r}")
+        stride = window_stride or max_seq_len - 1
+        if all_windows and not 1 <= stride <= max_seq_len - 1:
+            raise ValueError(f"window_stride must be in [1, max_seq_len - 1 = {max_seq_len - 1}], got {window_stride}")
         starts, lengths = self.offsets[:-1], np.diff(self.offsets)
         if name == "train":
             end = np.where(self.valid_idx >= 0, self.valid_idx, lengths)
@@ -221,16 +238,19 @@ class SequenceData:
         else:
             end = lengths
         users = np.arange(len(end))
+        oldest = np.ones(len(end), dtype=bool)
         if all_windows:
-            users, end = _training_windows(end, max_seq_len)
+            users, end, oldest = _training_windows(end, max_seq_len, stride)
         keep = end >= 1  # needs at least one input event
         abs_end = starts[users] + end
         idx, present = _window_index(abs_end, np.minimum(end, max_seq_len), max_seq_len)
         seq = np.where(present, self.items[idx], PAD_ID)
 
-        next_flat = _next_positive_index(self.is_skip)
+        next_flat = _next_positive_index(self.is_skip if train_target == "next_positive" else np.zeros_like(self.is_skip))
         next_abs = next_flat[idx]
         has_next = present & (next_abs < abs_end[:, None])  # stays inside this user's window
+        # overlapping windows: a target belongs to the window whose last `stride` events hold it
+        has_next &= oldest[:, None] | (next_abs >= (abs_end - stride)[:, None])
         next_pos = np.where(has_next, self.items[np.minimum(next_abs, len(self.items) - 1)], PAD_ID)
 
         target = np.zeros(len(end), dtype=np.int64)
@@ -250,19 +270,19 @@ class SequenceData:
         )
 
 
-def _training_windows(end: np.ndarray, max_len: int) -> tuple[np.ndarray, np.ndarray]:
-    """(user, window end) of every training window: ends ``end, end - (L-1), ...``
-    while the window still has a position with a later event. Consecutive windows
-    share one event, the last position of the older window (which has no target
-    inside it) being the first of the newer one."""
+def _training_windows(end: np.ndarray, max_len: int, stride: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(user, window end, is the user's oldest window) of every training window:
+    ends ``end, end - stride, ...`` until a window reaches the history's first
+    event. With ``stride = L - 1`` consecutive windows share one event, the last
+    position of the older window (which has no target inside it) being the first
+    of the newer one."""
     if max_len < 2:
         raise ValueError(f"all_windows needs max_seq_len >= 2, got {max_len}")
-    stride = max_len - 1
     n_windows = np.where(end > max_len, 1 + -(-(end - max_len) // stride), 1)
     users = np.repeat(np.arange(len(end)), n_windows)
     first_row = np.cumsum(n_windows) - n_windows
     k = np.arange(len(users)) - np.repeat(first_row, n_windows)
-    return users, np.repeat(end, n_windows) - k * stride
+    return users, np.repeat(end, n_windows) - k * stride, k == np.repeat(n_windows, n_windows) - 1
 
 
 def _window_index(abs_end: np.ndarray, length: np.ndarray, max_len: int) -> tuple[np.ndarray, np.ndarray]:

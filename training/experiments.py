@@ -78,6 +78,7 @@ def experiment_config(home: str | Path, max_seq_len: int, history_len: int | Non
     cfg = load_config(environ)
     cfg.sessions.max_seq_len = max(history_len - 1, max_seq_len) if history_len else max_seq_len
     cfg.sessions.lookback_days = 100_000  # public data spans years; keep every event
+    cfg.training.user_features = False  # experiments skip dbt, so there is no user_features mart
     for name, value in data_overrides.items():
         if value is not None:
             setattr(cfg.data, name, value)

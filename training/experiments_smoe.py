@@ -38,6 +38,7 @@ VARIANTS: dict[str, dict] = {
     "bst+moe+phns_hard": dict(BASE, phns_mix="HARD"),
     "bst+moe+phns_medium": dict(BASE, phns_mix="MEDIUM"),
     "bst+moe+phns_easy": dict(BASE, phns_mix="EASY"),
+    "bst+moe+phns_medium+uniform": dict(BASE, phns_mix="MEDIUM", phns_uniform_share=0.5),
     "bst+moe+phns_medium+mtl": dict(BASE, phns_mix="MEDIUM", **MTL),
     "bst+moe+phns_medium+mtl+soft": dict(BASE, phns_mix="MEDIUM", **{**MTL, "soft_labels": (1.0, 0.6, 0.3)}),
 }

@@ -16,8 +16,10 @@ import numpy as np
 import pyarrow as pa
 import torch
 
+from encore.config import EncoreConfig
 from training.data import ItemVocab, SequenceBatch, SequenceData, history_mask
 from training.models import MODELS
+from training.user_features import attach_users
 
 BUNDLE_FILE = "bundle.pt"
 
@@ -143,14 +145,15 @@ def recommend_top_k(
 
 
 def recommend_for_users(
-    bundle: InferenceBundle, data: SequenceData, k: int, *, exclude_history: bool = True, chunk_size: int = 4096
+    bundle: InferenceBundle, data: SequenceData, k: int, *, exclude_history: bool = True, chunk_size: int = 4096,
+    cfg: EncoreConfig | None = None, run_date: str | None = None,
 ) -> pa.Table:
     """Long table (user_id, rank, item_id, score) for every user of ``data``
     (built with ``vocab=bundle.vocab``), recommending after all their events.
-    Items excluded as history and padding fill never appear (-inf scores are dropped)."""
+    Items excluded as history and padding fill never appear (-inf scores are dropped).
+    ``cfg``/``run_date``: where a model trained with user features finds them."""
     split = data.split("inference", bundle.max_seq_len)
-    if hasattr(bundle.model, "attach_users"):
-        bundle.model.attach_users(data.user_ids)
+    attach_users(bundle.model, data.user_ids, cfg, run_date)
     ids, scores = recommend_top_k(bundle.model, split.seq, k, exclude_history, chunk_size=chunk_size, context=split)
     keep = torch.isfinite(scores)
     users = np.repeat(data.user_ids[split.user_index.numpy()], ids.shape[1]).reshape(ids.shape)

@@ -21,6 +21,7 @@ from training.data import PAD_ID, SequenceBatch, SequenceData, iterate_batches
 from training.evaluation import evaluate_candidates
 from training.losses import MultiTaskSettings, gate_entropy, smoe_bst_loss
 from training.phns import PhnsPools, PhnsSampler, hard_share_of, phns_test_candidates
+from training.user_features import attach_users
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +40,8 @@ class MultiTaskObjective:
     @property
     def params(self) -> dict:
         return {"phns_mix": self.mix, "phns_hard_share": self.sampler.hard_share,
-                "phns_n_negatives": self.sampler.n_negatives, **vars(self.settings)}
+                "phns_n_negatives": self.sampler.n_negatives,
+                "phns_uniform_share": self.sampler.uniform_share, **vars(self.settings)}
 
     def start_epoch(self, epoch: int) -> None:
         self.negatives = self.sampler.sample(epoch)
@@ -73,14 +75,15 @@ def multitask_setup(
     pools: PhnsPools | None = None, **overrides,
 ) -> tuple[MultiTaskObjective, PhnsPools, str]:
     """(objective, pools, mix name) for training ``model`` (an SMoEBST) on ``data``.
-    ``overrides``: ``phns_mix`` or any ``MultiTaskSettings`` field (None = config)."""
+    ``overrides``: ``phns_mix``, ``phns_uniform_share`` or any ``MultiTaskSettings`` field (None = config)."""
     overrides = {k: v for k, v in overrides.items() if v is not None}
     mix = (overrides.pop("phns_mix", None) or cfg.training.phns_mix or cfg.phns.default_mix).upper()
+    uniform_share = overrides.pop("phns_uniform_share", cfg.phns.uniform_share)
     values = {name: getattr(cfg.training, name) for name in vars(MultiTaskSettings())}
     settings = MultiTaskSettings(**{**values, **overrides})
     pools = pools or load_pools(cfg, run_date, data)
-    model.attach_users(data.user_ids)
-    sampler = PhnsSampler(pools, hard_share_of(cfg, mix), cfg.phns.n_negatives, seed)
+    attach_users(model, data.user_ids, cfg, run_date)
+    sampler = PhnsSampler(pools, hard_share_of(cfg, mix), cfg.phns.n_negatives, seed, uniform_share)
     return MultiTaskObjective(sampler, settings, tuple(model.config.experts), mix), pools, mix
 
 

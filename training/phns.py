@@ -10,7 +10,10 @@ alone, for data without a pools partition (tests, public datasets).
 hard, the rest split evenly between trending and tailing (trending gets the odd
 one), a short pool filled from the others and then uniformly from unseen items;
 ``hard_share=None`` is UNIFORM (no PHNS: uniform over the items the user never
-interacted with). A user's positives are never returned. Draws derive from
+interacted with). ``uniform_share`` (default 0, the seed's pure PHNS) reserves
+that share of the ``n_negatives`` for uniform unseen items in every mix: PHNS
+pools alone never show the model most of the catalogue, which costs it the
+easy test set and full ranking. A user's positives are never returned. Draws derive from
 (seed, epoch), so they are re-sampled every epoch and reproducible.
 """
 
@@ -100,10 +103,14 @@ class PhnsPools:
 
 
 class PhnsSampler:
-    def __init__(self, pools: PhnsPools, hard_share: float | None, n_negatives: int, seed: int):
+    def __init__(self, pools: PhnsPools, hard_share: float | None, n_negatives: int, seed: int,
+                 uniform_share: float = 0.0):
         if hard_share is not None and not 0 <= hard_share <= 1:
             raise ValueError(f"hard_share must be in [0, 1], got {hard_share}")
+        if not 0 <= uniform_share <= 1:
+            raise ValueError(f"uniform_share must be in [0, 1], got {uniform_share}")
         self.pools, self.hard_share, self.n_negatives, self.seed = pools, hard_share, n_negatives, seed
+        self.uniform_share = uniform_share
         self.all_items = np.arange(1, pools.data.n_items + 1)
 
     def sample(self, epoch: int, users: np.ndarray | None = None) -> torch.Tensor:
@@ -118,10 +125,10 @@ class PhnsSampler:
         return torch.from_numpy(out)
 
     def _draw_user(self, user: int, rng: np.random.Generator) -> np.ndarray:
-        n = self.n_negatives
         positives, seen = self.pools.positives[user], self.pools.seen[user]
         if self.hard_share is None:
-            return self._uniform(seen, n, rng)
+            return self._uniform(seen, self.n_negatives, rng)
+        n = self.n_negatives - int(round(self.n_negatives * self.uniform_share))
         candidates = {name: np.setdiff1d(self.pools.pools[name][user], positives) for name in POOLS}
         candidates["trending"] = np.setdiff1d(candidates["trending"], candidates["hard"], assume_unique=True)
         candidates["tailing"] = np.setdiff1d(
@@ -136,8 +143,9 @@ class PhnsSampler:
             short = n - sum(taken.values())
             taken[name] += min(short, len(candidates[name]) - taken[name])
         drawn = np.concatenate([candidates[name][: taken[name]] for name in POOLS])
-        if len(drawn) < n:
-            drawn = np.concatenate([drawn, self._uniform(np.concatenate([seen, drawn]), n - len(drawn), rng)])
+        if len(drawn) < self.n_negatives:
+            fill = self._uniform(np.concatenate([seen, drawn]), self.n_negatives - len(drawn), rng)
+            drawn = np.concatenate([drawn, fill])
         return drawn
 
     def _uniform(self, excluded: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:

@@ -27,10 +27,11 @@ from training.baselines import BASELINES
 from training.data import SequenceData
 from training.models import MODELS, build_model
 from training.trainer import Trainer, TrainSettings, seed_everything
+from training.user_features import USER_FEATURE_COLUMNS, attach_users
 
-MODEL_SETTINGS = ("hidden", "layers", "heads", "dropout", "mask_prob", "gate_noise", "gate_temperature", "experts",
+MODEL_SETTINGS = ("hidden", "layers", "heads", "dropout", "prediction_layer", "mask_prob", "gate_noise", "gate_temperature", "experts",
                   "expert_windows")
-MULTITASK_SETTINGS = ("phns_mix", "soft_labels", "rank_weight", "ctr_weight", "completion_weight", "entropy_weight",
+MULTITASK_SETTINGS = ("phns_mix", "phns_uniform_share", "soft_labels", "rank_weight", "ctr_weight", "completion_weight", "entropy_weight",
                       "engagement_alpha", "ctr_positions")
 
 
@@ -81,6 +82,8 @@ def train_model(
     dataset = dataset or cfg.data.source
     variant = variant_name(model_name, settings.contrastive)
     seed_everything(settings.seed)
+    if model_name == "smoe_bst" and cfg.training.user_features:
+        model_settings["n_user_features"] = len(USER_FEATURE_COLUMNS)
     model = build_model(model_name, data.n_items, max_seq_len=settings.max_seq_len, n_users=data.n_users, **model_settings)
     objective = pools = None
     if model_name == "smoe_bst":
@@ -163,8 +166,7 @@ def evaluate_registered_version(
 
     bundle = load_model_for_inference(cfg, f"models:/{cfg.promotion.registered_model}/{version}")
     data = SequenceData.load(cfg, run_date, vocab=bundle.vocab)
-    if hasattr(bundle.model, "attach_users"):
-        bundle.model.attach_users(data.user_ids)
+    attach_users(bundle.model, data.user_ids, cfg, run_date)
     device = next(bundle.model.parameters()).device if isinstance(bundle.model, torch.nn.Module) else "cpu"
     return evaluate_model(
         bundle.model, data.split(split, bundle.max_seq_len), data.n_items,
@@ -178,12 +180,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--run-date", required=True)
     parser.add_argument("--contrastive", choices=["none", "item", "encoder"])
     parser.add_argument("--loss", choices=["sampled_softmax", "full_softmax"])
+    parser.add_argument("--train-target", choices=["next_positive", "next_item"],
+                        help="training target: next non-skipped item (default) or every next item")
     for name, kind in [("epochs", int), ("batch-size", int), ("lr", float), ("weight-decay", float),
                        ("n-sampled", int), ("cl-weight", float), ("cl-temperature", float), ("patience", int),
                        ("seed", int), ("max-seq-len", int), ("hidden", int), ("layers", int), ("heads", int),
-                       ("dropout", float)]:
+                       ("dropout", float), ("window-stride", int)]:
         parser.add_argument(f"--{name}", type=kind)
     parser.add_argument("--phns-mix", type=str.upper, help="S-MoE-BST: HARD | MEDIUM | EASY | UNIFORM (no PHNS)")
+    parser.add_argument("--phns-uniform-share", type=float,
+                        help="S-MoE-BST: share of negatives drawn uniformly from unseen items (default phns.uniform_share)")
     for name in ("rank-weight", "ctr-weight", "completion-weight", "entropy-weight", "engagement-alpha",
                  "gate-noise", "gate-temperature"):
         parser.add_argument(f"--{name}", type=float)

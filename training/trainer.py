@@ -24,7 +24,7 @@ import torch
 from tqdm.auto import tqdm
 
 from encore.config import ConfigError, TrainingConfig
-from training.data import SequenceData, iterate_batches
+from training.data import TRAIN_TARGETS, SequenceData, iterate_batches
 from training.evaluation import autocast_context, evaluate_model
 from training.losses import LossSettings, NegativeSampler, sequence_model_loss
 
@@ -39,6 +39,8 @@ class TrainSettings:
     weight_decay: float = 0.01
     max_seq_len: int = 50
     all_train_windows: bool = True  # histories longer than max_seq_len train on every window
+    window_stride: int = 0  # events between training windows' ends; 0 = max_seq_len - 1 (no overlap)
+    train_target: str = "next_positive"  # next_positive (seeds' task) | next_item (skips are targets too)
     loss: str = "sampled_softmax"
     n_sampled: int = 1000
     contrastive: str = "none"
@@ -70,7 +72,9 @@ class TrainSettings:
             (self.batch_size >= 1, "batch_size must be >= 1"),
             (self.lr > 0, "lr must be > 0"),
             (self.max_seq_len >= 2, "max_seq_len must be >= 2"),
+            (0 <= self.window_stride < self.max_seq_len, "window_stride must be in [0, max_seq_len - 1]"),
             (self.loss in {"sampled_softmax", "full_softmax"}, "loss must be sampled_softmax|full_softmax"),
+            (self.train_target in TRAIN_TARGETS, f"train_target must be one of {'|'.join(TRAIN_TARGETS)}"),
             (self.n_sampled >= 1, "n_sampled must be >= 1"),
             (self.contrastive in {"none", "item", "encoder"}, "contrastive must be none|item|encoder"),
             (self.cl_temperature > 0, "cl_temperature must be > 0"),
@@ -159,7 +163,8 @@ class Trainer:
         self.model = model.to(self.device)
         self.data = data
         self.n_items = data.n_items
-        self.train_split = data.split("train", settings.max_seq_len, all_windows=settings.all_train_windows)
+        self.train_split = data.split("train", settings.max_seq_len, all_windows=settings.all_train_windows,
+                                      window_stride=settings.window_stride, train_target=settings.train_target)
         self.valid_split = data.split("valid", settings.max_seq_len)
         if len(self.train_split) == 0:
             raise ValueError("no training sequences (every user lacks a positive target before validation)")

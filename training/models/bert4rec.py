@@ -28,6 +28,7 @@ class BERT4RecConfig:
     layers: int = 2
     heads: int = 8
     dropout: float = 0.2
+    prediction_layer: bool = True  # the seed's FC + GELU before the dot product; False = dot product only
     mask_prob: float = 0.2
 
 
@@ -42,7 +43,9 @@ class BERT4Rec(nn.Module):
         self.pos_emb = nn.Embedding(config.max_seq_len, config.hidden)
         self.emb_dropout = nn.Dropout(config.dropout)
         self.encoder = TransformerEncoder(config.hidden, config.layers, config.heads, config.dropout)
-        self.prediction = nn.Sequential(nn.Linear(config.hidden, config.hidden), nn.GELU())
+        self.prediction = (
+            nn.Sequential(nn.Linear(config.hidden, config.hidden), nn.GELU()) if config.prediction_layer else nn.Identity()
+        )
         self.apply(init_weights)
 
     def encode(self, seqs: torch.Tensor) -> torch.Tensor:

@@ -1,7 +1,8 @@
 """SASRec (Kang & McAuley 2018) as in seed 000: unidirectional self-attention.
 
 item + learned positional embeddings -> causal Transformer encoder ->
-prediction layer (FC + GELU) -> dot product with the item embedding table.
+prediction layer (FC + GELU; ``prediction_layer=False`` drops it, as RecBole's
+SASRec does) -> dot product with the item embedding table.
 Training target of position t = the next non-skipped item after t.
 """
 
@@ -25,6 +26,7 @@ class SASRecConfig:
     layers: int = 2
     heads: int = 8
     dropout: float = 0.2
+    prediction_layer: bool = True  # the seed's FC + GELU before the dot product; False = dot product only
 
 
 class SASRec(nn.Module):
@@ -38,7 +40,9 @@ class SASRec(nn.Module):
         self.pos_emb = nn.Embedding(config.max_seq_len, config.hidden)
         self.emb_dropout = nn.Dropout(config.dropout)
         self.encoder = TransformerEncoder(config.hidden, config.layers, config.heads, config.dropout)
-        self.prediction = nn.Sequential(nn.Linear(config.hidden, config.hidden), nn.GELU())
+        self.prediction = (
+            nn.Sequential(nn.Linear(config.hidden, config.hidden), nn.GELU()) if config.prediction_layer else nn.Identity()
+        )
         self.apply(init_weights)
 
     def encode(self, seqs: torch.Tensor) -> torch.Tensor:

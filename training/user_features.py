@@ -26,6 +26,7 @@ LOG_COUNTS = tuple(f"{kind}_{w}" for w in WINDOWS for kind in ("plays", "positiv
     "distinct_items_long", "plays_total", "days_since_last_event", "hard_pool_size")
 SHARES = tuple(f"{kind}_{w}" for w in WINDOWS for kind in ("skip_rate", "mean_completion")) + ("abandon_rate_long",)
 USER_FEATURE_COLUMNS = LOG_COUNTS + SHARES
+HINT = "run the dbt feature marts for that date first, or train without them: ENCORE__TRAINING__USER_FEATURES=false"
 
 
 def user_feature_matrix(table: pa.Table, user_ids: np.ndarray) -> np.ndarray:
@@ -59,9 +60,9 @@ def load_user_features(cfg: EncoreConfig, run_date: str | dt.date, user_ids: np.
                 [str(run_date)],
             ).to_arrow_table()
     except duckdb.Error as exc:  # no warehouse file yet, or dbt has not built the mart
-        raise FileNotFoundError(f"no user_features mart in the warehouse {cfg.paths.warehouse}: {exc}") from exc
+        raise FileNotFoundError(f"no user_features mart in the warehouse {cfg.paths.warehouse}: {exc} ({HINT})") from exc
     if table.num_rows == 0:
-        raise FileNotFoundError(f"user_features has no rows for run_date {run_date} (run the dbt feature marts first)")
+        raise FileNotFoundError(f"user_features has no rows for run_date {run_date} ({HINT})")
     return user_feature_matrix(table, user_ids)
 
 

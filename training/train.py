@@ -29,10 +29,10 @@ from training.models import MODELS, build_model
 from training.trainer import Trainer, TrainSettings, seed_everything
 from training.user_features import USER_FEATURE_COLUMNS, attach_users
 
-MODEL_SETTINGS = ("hidden", "layers", "heads", "dropout", "prediction_layer", "mask_prob", "gate_noise", "gate_temperature", "experts",
-                  "expert_windows")
-MULTITASK_SETTINGS = ("phns_mix", "phns_uniform_share", "soft_labels", "rank_weight", "ctr_weight", "completion_weight", "entropy_weight",
-                      "engagement_alpha", "ctr_positions")
+MODEL_SETTINGS = ("hidden", "layers", "heads", "dropout", "prediction_layer", "mask_prob", "gate_noise",
+                  "gate_temperature", "experts", "expert_windows")
+MULTITASK_SETTINGS = ("phns_mix", "phns_uniform_share", "soft_labels", "rank_weight", "ctr_weight", "completion_weight",
+                      "entropy_weight", "engagement_alpha", "ctr_positions")
 
 
 def variant_name(model_name: str, contrastive: str) -> str:

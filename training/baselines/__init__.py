@@ -17,6 +17,7 @@ import datetime as dt
 from training.baselines.knn import ItemKNN, ItemKNNConfig, SessionKNN, SessionKNNConfig
 from training.baselines.matrix_factorization import BPR, WRMF, BPRConfig, WRMFConfig
 from training.baselines.popularity import MostPopular, PopularityConfig
+from training.user_features import attach_users
 
 RECENT_EVENTS = 10
 
@@ -78,8 +79,7 @@ def fit_baseline(
              "dataset": dataset, "seed": seed, "n_users": data.n_users, "n_events": len(data.items)}
         )
         model.fit(data.split("train", max_seq_len), data.user_ids)
-        if hasattr(model, "attach_users"):
-            model.attach_users(data.user_ids)
+        attach_users(model, data.user_ids)
         exclude = cfg.inference.exclude_history
         metrics = {
             split: evaluate_model(model, data.split(split, max_seq_len), data.n_items, exclude_history=exclude)

@@ -51,7 +51,7 @@ bench-nightly: install
 
 bench-training: install .venv-bench/.installed
 	mkdir -p bench_results
-	$(PY) -m training.bench --dataset ml-100k --epochs 40 --recbole-epochs 30 --out bench_results/training.json
+	$(PY) -m training.bench --dataset ml-100k --epochs 60 --recbole-epochs 12 --patience 5 --encore-prediction-layer --out bench_results/training.json
 
 ## Model experiments (mean +- std over 3 seeds), tables printed and saved under bench_results/.
 experiments: install

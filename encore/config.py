@@ -171,6 +171,10 @@ class SparkConfig:
     driver_memory: str = "2g"
     shuffle_partitions: int = 8
     mode: str = "local"  # local (in-process) | submit (spark-submit to spark.master)
+    # JVM JIT of an in-process session: quick (C1 only: less compile work, wins on short runs),
+    # full (C1 + C2: wins on large inputs), auto (quick below quick_jit_max_mb of clean events read)
+    jit: str = "auto"
+    quick_jit_max_mb: int = 64
 
 
 @dataclass
@@ -306,6 +310,7 @@ def _validate(cfg: EncoreConfig) -> None:
         (cfg.training.hidden % cfg.training.heads == 0, "training.hidden must be divisible by training.heads"),
         (cfg.inference.k > 0, "inference.k must be positive"),
         (cfg.spark.mode in {"local", "submit"}, "spark.mode must be local|submit"),
+        (cfg.spark.jit in {"auto", "quick", "full"}, "spark.jit must be auto|quick|full"),
     ]
     for ok, message in checks:
         if not ok:

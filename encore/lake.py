@@ -60,6 +60,18 @@ def partition_dates(cfg: EncoreConfig, table_name: str) -> list[str]:
     return sorted(name[3:] for name in names if name.startswith("dt="))
 
 
+def partition_bytes(cfg: EncoreConfig, table_name: str, since: str, until: str) -> int:
+    """Total size of the files in the ``dt=`` partitions with ``since <= dt <= until``."""
+    fs, _ = _fs(cfg.lake_path(table_name))
+    total = 0
+    for day in partition_dates(cfg, table_name):
+        if since <= day <= until:
+            _, path = _fs(cfg.lake_path(table_name, day))
+            infos = fs.get_file_info(pafs.FileSelector(path, recursive=True))
+            total += sum(info.size for info in infos if info.type == pafs.FileType.File)
+    return total
+
+
 def read_table(cfg: EncoreConfig, table_name: str, since: str | None = None, until: str | None = None) -> pa.Table:
     """All partitions of a lake table with ``since <= dt <= until``, with a ``dt`` column."""
     dates = [d for d in partition_dates(cfg, table_name) if (not since or d >= since) and (not until or d <= until)]

@@ -38,7 +38,7 @@ def spark_jobs(cfg: EncoreConfig, run_date: str) -> dict:
     from spark_jobs.pipeline import backfill_sessionized, run_all
     from spark_jobs.session import get_spark
 
-    spark = get_spark(cfg, "encore-nightly")
+    spark = get_spark(cfg, "encore-nightly", run_date)
     history = backfill_sessionized(cfg, run_date, spark=spark)  # no-op once history is sessionized
     stats = run_all(cfg, run_date, spark=spark)
     stats["history_sessionized_dates"] = len(history["rows"])

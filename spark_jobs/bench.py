@@ -99,22 +99,27 @@ def run_engine(engine: str, run_date: str, out_dir: str) -> dict:
     cfg = load_config()
     began = time.monotonic()
     if engine == "spark":
-        from spark_jobs.pipeline import run_all
+        from spark_jobs.pipeline import JOBS, run_all
+        from spark_jobs.session import quick_jit
 
         stats = run_all(cfg, run_date)
         stages = {
+            "session_start": round(time.monotonic() - began - stats["seconds"], 2),
+            # listing the window's partitions, reading Parquet footers, planning the shared frame
+            "read_and_plan": round(stats["seconds"] - sum(stats[job]["seconds"] for job in JOBS), 2),
             "sessionize": stats["sessionize"]["seconds"],
             "sequences": stats["sequences"]["seconds"],
             "phns_pools": stats["phns_pools"]["pools_seconds"],
             "phns_negatives": round(stats["phns_pools"]["seconds"] - stats["phns_pools"]["pools_seconds"], 2),
         }
         rows = {"sequences": stats["sequences"]["sequences"], "phns_pools": stats["phns_pools"]["phns_pools"]}
+        extra = {"jvm_jit": "quick (C1)" if quick_jit(cfg, run_date) else "full (C1+C2)"}
     else:
         from spark_jobs.duckdb_reference import run_reference
 
         stats = run_reference(cfg, run_date, out_dir, threads=2)
-        stages, rows = stats["stage_seconds"], stats["rows"]
-    return {"job_seconds": round(time.monotonic() - began, 2), "stage_seconds": stages, "rows": rows}
+        stages, rows, extra = stats["stage_seconds"], stats["rows"], {}
+    return {"job_seconds": round(time.monotonic() - began, 2), "stage_seconds": stages, "rows": rows, **extra}
 
 
 def measure(engine: str, home: str, run_date: str, driver_memory: str) -> dict:
@@ -154,6 +159,33 @@ def measure(engine: str, home: str, run_date: str, driver_memory: str) -> dict:
     return result
 
 
+def same_work_seconds(result: dict) -> float:
+    """Job seconds of the work both engines do: Spark's negative sampling has no DuckDB twin."""
+    return round(result["job_seconds"] - result["stage_seconds"].get("phns_negatives", 0.0), 2)
+
+
+def ratios(results: list[dict]) -> list[dict]:
+    """Spark / DuckDB per size, on the whole job and on the work both engines do."""
+    by_size: dict[int, dict] = {}
+    for r in results:
+        by_size.setdefault(r["events"], {})[r["engine"]] = r
+    out = []
+    for events, engines in sorted(by_size.items()):
+        if {"spark", "duckdb"} <= engines.keys():
+            spark, duck = engines["spark"], engines["duckdb"]
+            out.append({
+                "events": events,
+                "duckdb_seconds": duck["job_seconds"],
+                "spark_seconds": spark["job_seconds"],
+                "spark_same_work_seconds": same_work_seconds(spark),
+                "spark_over_duckdb": round(spark["job_seconds"] / duck["job_seconds"], 2),
+                "spark_over_duckdb_same_work": round(same_work_seconds(spark) / duck["job_seconds"], 2),
+                # the same tables from both engines: a differing count is a bug in one of them
+                "rows_agree": all(spark["rows"][t] == duck["rows"][t] for t in spark["rows"].keys() & duck["rows"].keys()),
+            })
+    return out
+
+
 def markdown(results: list[dict]) -> str:
     lines = [
         "| events | engine | wall s (incl. startup) | job s | events/s | peak RSS MB | stages s |",
@@ -164,6 +196,17 @@ def markdown(results: list[dict]) -> str:
         lines.append(
             f"| {r['events']:,} | {r['engine']} | {r['wall_seconds']} | {r['job_seconds']} | "
             f"{r['events'] / r['job_seconds']:,.0f} | {r['peak_rss_mb']:,} | {stages} |"
+        )
+    lines += [
+        "",
+        "| events | DuckDB s | Spark s | Spark / DuckDB | Spark s without negatives (DuckDB has none) | same work / DuckDB "
+        "| same row counts |",
+        "|---:|---:|---:|---:|---:|---:|---|",
+    ]
+    for r in ratios(results):
+        lines.append(
+            f"| {r['events']:,} | {r['duckdb_seconds']} | {r['spark_seconds']} | {r['spark_over_duckdb']}x | "
+            f"{r['spark_same_work_seconds']} | {r['spark_over_duckdb_same_work']}x | {'yes' if r['rows_agree'] else 'NO'} |"
         )
     return "\n".join(lines)
 
@@ -194,7 +237,11 @@ def main() -> None:
     table = markdown(results)
     print(table)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps({"results": results, "cpu_count": os.cpu_count()}, indent=2))
+    report = {"results": results, "ratios": ratios(results), "cpu_count": os.cpu_count()}
+    Path(args.out).write_text(json.dumps(report, indent=2))
+    for r in report["ratios"]:
+        if not r["rows_agree"]:
+            raise SystemExit(f"Spark and DuckDB wrote different row counts at {r['events']:,} events: see {args.out}")
 
 
 if __name__ == "__main__":

@@ -244,7 +244,7 @@ def pool_and_negative_stats(quotas: DataFrame, cfg: EncoreConfig) -> dict:
             F.count(F.when(F.col("hard_short"), 1)).alias("hard_short"),
             F.count(F.when(F.col("short"), 1)).alias("short"),
             F.count(F.when(F.col("in_pools"), 1)).alias("quota_users"),
-            *(F.sum(f"size_{pool}").alias(pool) for pool in POOLS),
+            *(F.sum(f"size_{pool}").alias(f"{pool}_pool_rows") for pool in POOLS),
             F.sum("uniform_rows").alias("uniform_rows"),
             F.count(F.when(F.col("uniform_rows") > 0, 1)).alias("uniform_users"),
             F.count(F.when((F.col("uniform_rows") > 0) & (F.col("uniform_rows") < n), 1)).alias("uniform_short"),
@@ -267,7 +267,7 @@ def pool_and_negative_stats(quotas: DataFrame, cfg: EncoreConfig) -> dict:
             "hard": 0,
             "users_short": any_mix["uniform_short"],
         }
-    pool_rows = {pool: any_mix[pool] for pool in POOLS if any_mix and any_mix[pool] > 0}
+    pool_rows = {pool: any_mix[f"{pool}_pool_rows"] for pool in POOLS if any_mix and any_mix[f"{pool}_pool_rows"] > 0}
     return {
         "phns_pools": sum(pool_rows.values()),
         "pool_rows": pool_rows,
@@ -280,7 +280,7 @@ def run_phns_pools(
     cfg: EncoreConfig, run_date: str | dt.date, spark: SparkSession | None = None, sessionized: DataFrame | None = None
 ) -> dict:
     """Write phns_pools/dt=run_date and phns_negatives/dt=run_date; returns counts per pool and mix."""
-    spark = configure_session(spark) if spark else get_spark(cfg, "encore-phns-pools")
+    spark = configure_session(spark) if spark else get_spark(cfg, "encore-phns-pools", run_date)
     start_time = time.monotonic()
     _, day = lookback_window(cfg, run_date)
     standalone = sessionized is None

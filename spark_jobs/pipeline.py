@@ -36,7 +36,7 @@ def run_all(
     unknown = set(jobs) - set(JOBS)
     if unknown:
         raise ValueError(f"unknown spark job(s) {sorted(unknown)}; known: {JOBS}")
-    spark = configure_session(spark) if spark else get_spark(cfg, "encore-nightly")
+    spark = configure_session(spark) if spark else get_spark(cfg, "encore-nightly", run_date)
     start_time = time.monotonic()
     _, day = lookback_window(cfg, run_date)
     sessionized = build_sessionized(spark, cfg, day).persist()
@@ -69,7 +69,7 @@ def backfill_sessionized(cfg: EncoreConfig, until: str | dt.date, spark: SparkSe
     stats: dict = {"until": until.isoformat(), "rows": {}}
     if not missing:
         return stats
-    spark = configure_session(spark) if spark else get_spark(cfg, "encore-backfill-sessionized")
+    spark = configure_session(spark) if spark else get_spark(cfg, "encore-backfill-sessionized", until)
     start_time = time.monotonic()
     days = [dt.date.fromisoformat(day) for day in missing]
     events = read_clean_events(spark, cfg, lookback_window(cfg, days[0])[0], days[-1])

@@ -94,7 +94,7 @@ def run_sequences(
     cfg: EncoreConfig, run_date: str | dt.date, spark: SparkSession | None = None, sessionized: DataFrame | None = None
 ) -> dict:
     """Write sequences/dt=run_date; returns counts incl. excluded users and target-less sessions."""
-    spark = configure_session(spark) if spark else get_spark(cfg, "encore-sequences")
+    spark = configure_session(spark) if spark else get_spark(cfg, "encore-sequences", run_date)
     start_time = time.monotonic()
     _, day = lookback_window(cfg, run_date)
     sessionized = sessionized if sessionized is not None else build_sessionized(spark, cfg, run_date)

@@ -2,24 +2,26 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import os
 
 from pyspark.sql import SparkSession
 
 from encore.config import EncoreConfig
+from encore.lake import partition_bytes
+from spark_jobs.lake import lookback_window
 
 log = logging.getLogger(__name__)
 
 
-def get_spark(cfg: EncoreConfig, app_name: str) -> SparkSession:
+def get_spark(cfg: EncoreConfig, app_name: str, run_date: str | dt.date | None = None) -> SparkSession:
     """SparkSession configured from ``cfg.spark``: UTC, dynamic partition overwrite, quiet logs.
 
     Under ``spark-submit`` (the driver JVM already exists) master and driver memory
     come from the submit command line, so they are not overridden here. In-process
-    (local) sessions run without the web UI and with the JVM's quick (C1) JIT only: a
-    nightly run is short-lived and mostly cold code, so full JIT compilation costs more
-    CPU than it saves (about a third of a small run on 2 cores).
+    (local) sessions run without the web UI and with the JIT that ``quick_jit`` picks for
+    the clean events of ``run_date``'s lookback window.
     """
     builder = (
         SparkSession.builder.appName(app_name)
@@ -28,16 +30,35 @@ def get_spark(cfg: EncoreConfig, app_name: str) -> SparkSession:
         .config("spark.ui.showConsoleProgress", "false")
     )
     if "PYSPARK_GATEWAY_PORT" not in os.environ:
+        java_options = "-Duser.timezone=UTC" + (" -XX:TieredStopAtLevel=1" if quick_jit(cfg, run_date) else "")
         builder = (
             builder.master(cfg.spark.master)
             .config("spark.driver.memory", cfg.spark.driver_memory)
             .config("spark.ui.enabled", "false")
-            .config("spark.driver.extraJavaOptions", "-Duser.timezone=UTC -XX:TieredStopAtLevel=1")
+            .config("spark.driver.extraJavaOptions", java_options)
         )
     spark = configure_session(builder.getOrCreate())
     spark.sparkContext.setLogLevel("WARN")
     log.info("spark session %s on %s", app_name, spark.sparkContext.master)
     return spark
+
+
+def quick_jit(cfg: EncoreConfig, run_date: str | dt.date | None) -> bool:
+    """Whether the JVM compiles with C1 only (``-XX:TieredStopAtLevel=1``).
+
+    A small night is short-lived, mostly cold code: C2 compilation costs more CPU than it
+    saves (about a third of the default nightly on 2 cores); at 1M events (37 MB of
+    ``spark_jobs.bench`` data) both take about as long; at 3M (110 MB) full JIT ran the
+    jobs in 81-89 s against 117-133 s quick. ``auto`` decides by the size of the clean
+    events the run reads (``spark.quick_jit_max_mb``).
+    """
+    if cfg.spark.jit != "auto":
+        return cfg.spark.jit == "quick"
+    if run_date is None:
+        return False
+    start, end = lookback_window(cfg, run_date)
+    size = partition_bytes(cfg, "events_clean", start.isoformat(), end.isoformat())
+    return size <= cfg.spark.quick_jit_max_mb * 2**20
 
 
 def configure_session(spark: SparkSession) -> SparkSession:

@@ -105,7 +105,7 @@ def run_sessionize(
 
     ``sessionized`` is the caller's cached frame of the lookback window (pipeline.run_all).
     """
-    spark = configure_session(spark) if spark else get_spark(cfg, "encore-sessionize")
+    spark = configure_session(spark) if spark else get_spark(cfg, "encore-sessionize", run_date)
     start_time = time.monotonic()
     _, day = lookback_window(cfg, run_date)
     shared = sessionized is not None

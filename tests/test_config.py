@@ -44,6 +44,7 @@ def test_toml_file_then_env(tmp_path):
         ({"ENCORE__NOPE__X": "1"}, "ENCORE__NOPE__X"),
         ({"ENCORE__TRAINING__CONTRASTIVE": "both"}, "training.contrastive"),
         ({"ENCORE__TRAINING__HEADS": "3"}, "divisible"),
+        ({"ENCORE__SPARK__JIT": "fast"}, "spark.jit must be auto|quick|full"),
     ],
 )
 def test_bad_values_fail_with_their_name(tmp_path, env, message):

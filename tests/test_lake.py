@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import pyarrow as pa
 import pytest
 
@@ -19,3 +21,15 @@ def test_write_partition_replaces_only_that_date(cfg):
 def test_missing_partition_names_table_and_date(cfg):
     with pytest.raises(FileNotFoundError, match=r"'t' has no partition dt=2026-10-05"):
         lake.read_partition(cfg, "t", "2026-10-05")
+
+
+def test_partition_bytes_sums_files_of_dates_in_range(cfg):
+    for day, rows in (("2026-10-04", 10), ("2026-10-05", 1000), ("2026-10-06", 100)):
+        lake.write_partition(cfg, "t", day, pa.table({"x": list(range(rows))}))
+    sizes = {}
+    for day in ("2026-10-04", "2026-10-05", "2026-10-06"):
+        part = cfg.lake_path("t", day)
+        sizes[day] = sum(f.stat().st_size for f in Path(part).rglob("*") if f.is_file())
+    assert lake.partition_bytes(cfg, "t", "2026-10-05", "2026-10-06") == sizes["2026-10-05"] + sizes["2026-10-06"]
+    assert lake.partition_bytes(cfg, "t", "2026-10-07", "2026-10-09") == 0
+    assert lake.partition_bytes(cfg, "missing", "2026-10-01", "2026-10-09") == 0

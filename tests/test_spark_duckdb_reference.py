@@ -50,3 +50,21 @@ def test_sessionized_targets_skip_over_skipped_items():
     assert [(r["item_id"], r["position"], r["next_positive_item_id"]) for r in rows] == [
         ("a", 0, "d"), ("b", 1, "d"), ("c", 2, "d"), ("d", 3, None), ("e", 0, None)]
     assert rows[-1]["session_id"] == f"u1#{int(dt.datetime(2026, 10, 5, 11, 2, 1, tzinfo=dt.timezone.utc).timestamp())}"
+
+
+def test_bench_ratios_compare_the_work_both_engines_do():
+    from spark_jobs.bench import ratios
+
+    results = [
+        {"engine": "duckdb", "events": 1000, "job_seconds": 10.0, "stage_seconds": {"sessionize": 6.0},
+         "rows": {"sessionized_events": 40, "sequences": 7, "phns_pools": 90}},
+        {"engine": "spark", "events": 1000, "job_seconds": 30.0,
+         "stage_seconds": {"sessionize": 20.0, "phns_negatives": 5.0}, "rows": {"sequences": 7, "phns_pools": 90}},
+        {"engine": "duckdb", "events": 5, "job_seconds": 1.0, "stage_seconds": {}, "rows": {}},  # no Spark twin
+    ]
+    assert ratios(results) == [{
+        "events": 1000, "duckdb_seconds": 10.0, "spark_seconds": 30.0, "spark_same_work_seconds": 25.0,
+        "spark_over_duckdb": 3.0, "spark_over_duckdb_same_work": 2.5, "rows_agree": True,
+    }]
+    results[1]["rows"]["phns_pools"] = 89
+    assert ratios(results)[0]["rows_agree"] is False

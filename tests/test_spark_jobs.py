@@ -18,7 +18,9 @@ from encore import lake
 from encore.config import load_config
 from fixtures.spark.clean_events import event, write_clean_events
 from spark_jobs.duckdb_reference import build_phns_pools_duckdb, build_sequences_duckdb, build_sessionized_duckdb
+from spark_jobs.phns_pools import pool_and_negative_stats
 from spark_jobs.pipeline import backfill_sessionized, run_all
+from spark_jobs.session import quick_jit
 from spark_jobs.sessionize import run_sessionize
 
 pytestmark = pytest.mark.spark
@@ -193,6 +195,34 @@ def test_phns_pools(stats, cfg):
     }
 
 
+def test_pool_and_negative_counts_reconcile_with_the_written_rows(stats, cfg):
+    written_pools, written_negatives = {}, {}
+    for r in read(cfg, "phns_pools"):
+        written_pools[r["pool"]] = written_pools.get(r["pool"], 0) + 1
+    for r in read(cfg, "phns_negatives"):
+        written_negatives[r["mix"]] = written_negatives.get(r["mix"], 0) + 1
+    assert written_pools == {"hard": 8, "trending": 6, "tailing": 4}  # from test_phns_pools' table
+    assert stats["phns_pools"]["pool_rows"] == written_pools
+    assert stats["phns_pools"]["phns_pools"] == 18
+    assert {mix: m["rows"] for mix, m in stats["phns_pools"]["mixes"].items()} == written_negatives
+    assert stats["phns_pools"]["phns_negatives"] == sum(written_negatives.values())
+
+
+def test_pool_rows_count_the_pools_not_a_mix_quota(spark, cfg):
+    # one user with 5 hard, 3 trending, 2 tailing items; mix M takes 2 hard + 1 + 1 of n=4
+    quotas = spark.createDataFrame(
+        [("u", "M", 2, 1, 1, True, False, False, 5, 3, 2, False, [7, 8, 9, 10])],
+        "user_id string, mix string, n_hard int, n_trending int, n_tailing int, in_pools boolean, hard_short boolean, "
+        "short boolean, size_hard int, size_trending int, size_tailing int, uniform_enumerated boolean, uniform array<bigint>",
+    )
+    counts = pool_and_negative_stats(quotas, cfg)
+    assert counts["pool_rows"] == {"hard": 5, "trending": 3, "tailing": 2}
+    assert counts["phns_pools"] == 10
+    assert counts["mixes"]["M"] == {"rows": 4, "users": 1, "hard": 2, "users_hard_filled_from_other_pools": 0,
+                                    "users_short": 0}
+    assert counts["mixes"]["UNIFORM"]["rows"] == 4 and counts["phns_negatives"] == 8
+
+
 def negatives_of(cfg, user: str, mix: str) -> list[tuple[str, str]]:
     rows = [r for r in read(cfg, "phns_negatives") if r["user_id"] == user and r["mix"] == mix]
     assert sorted(r["sample_idx"] for r in rows) == list(range(len(rows)))
@@ -313,3 +343,18 @@ def test_backfill_writes_missing_history_once_as_per_date_runs_would(spark, tmp_
         assert sorted(read(backfilled, "sessionized_events", day), key=repr) == sorted(
             read(per_date, "sessionized_events", day), key=repr)
     assert backfill_sessionized(backfilled, "2026-10-05", spark=spark)["rows"] == {}
+
+
+@pytest.mark.parametrize(
+    "spark_settings, run_date, quick",
+    [
+        ({}, D, True),  # a few hundred bytes of events: C1 only
+        ({"quick_jit_max_mb": 0}, D, False),  # more than the limit: full JIT
+        ({}, None, False),  # size unknown: full JIT
+        ({"jit": "full"}, D, False),
+        ({"jit": "quick", "quick_jit_max_mb": 0}, D, True),
+    ],
+)
+def test_jit_follows_the_size_of_the_events_read(cfg, spark_settings, run_date, quick):
+    settings = load_config(environ={}, paths={"home": cfg.paths.home}, spark=spark_settings)
+    assert quick_jit(settings, run_date) is quick

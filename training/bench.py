@@ -239,6 +239,16 @@ def recbole_worker(spec: dict) -> dict:
         return out
 
     trainer._train_epoch = timed_epoch
+    valid_curve: list[float] = []
+    original_valid = trainer._valid_epoch
+
+    def recorded_valid(*args, **kwargs):
+        score, result = original_valid(*args, **kwargs)
+        valid_curve.append(float(score))
+        print(f"recbole epoch {len(valid_curve)}: valid ndcg@10={valid_curve[-1]:.4f}", flush=True)
+        return score, result
+
+    trainer._valid_epoch = recorded_valid
     best_valid, valid_result = trainer.fit(train_data, valid_data, saved=True, show_progress=False)
     test_result = trainer.evaluate(test_data, load_best_model=True, show_progress=False)
     n_samples = len(train_data._dataset)
@@ -273,6 +283,7 @@ def recbole_worker(spec: dict) -> dict:
         "epoch_seconds_median": sorted(epoch_times)[len(epoch_times) // 2],
         "epoch_seconds": epoch_times,
         "valid_ndcg@10": float(best_valid),
+        "valid_ndcg@10_per_epoch": valid_curve,
         "test_recbole_protocol": {k: float(v) for k, v in test_result.items()},
         "peak_rss_mb": _peak_rss_mb(),
         "threads": torch.get_num_threads(),

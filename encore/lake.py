@@ -62,12 +62,11 @@ def partition_dates(cfg: EncoreConfig, table_name: str) -> list[str]:
 
 def partition_bytes(cfg: EncoreConfig, table_name: str, since: str, until: str) -> int:
     """Total size of the files in the ``dt=`` partitions with ``since <= dt <= until``."""
-    fs, _ = _fs(cfg.lake_path(table_name))
+    fs, root = _fs(cfg.lake_path(table_name))
     total = 0
     for day in partition_dates(cfg, table_name):
         if since <= day <= until:
-            _, path = _fs(cfg.lake_path(table_name, day))
-            infos = fs.get_file_info(pafs.FileSelector(path, recursive=True))
+            infos = fs.get_file_info(pafs.FileSelector(f"{root}/dt={day}", recursive=True))
             total += sum(info.size for info in infos if info.type == pafs.FileType.File)
     return total
 

@@ -172,9 +172,14 @@ class SparkConfig:
     shuffle_partitions: int = 8
     mode: str = "local"  # local (in-process) | submit (spark-submit to spark.master)
     # JVM JIT of an in-process session: quick (C1 only: less compile work, wins on short runs),
-    # full (C1 + C2: wins on large inputs), auto (quick below quick_jit_max_mb of clean events read)
+    # hot (C1, and C2 only for the hottest code: wins on large inputs), full (the JVM's default
+    # C2 thresholds), auto (quick up to quick_jit_max_mb of clean events read, hot above)
     jit: str = "auto"
     quick_jit_max_mb: int = 64
+    # extra JVM options, e.g. GC flags or a Flight Recorder recording (spark_jobs.bench --profile):
+    # the in-process driver's, and under spark-submit the driver's and the executors'
+    # (with the JIT options, as spark.*.extraJavaOptions)
+    java_options: str = ""
 
 
 @dataclass
@@ -202,13 +207,32 @@ class EncoreConfig:
         return f"{self.paths.landing}/{source or self.data.source}/dt={_iso(run_date)}"
 
     def env(self) -> dict[str, str]:
-        """Environment for subprocesses (dbt, spark-submit) so they see the same paths."""
-        return {
+        """Environment for subprocesses (dbt, spark-submit): the paths dbt reads, and every
+        setting as ``ENCORE__<SECTION>__<FIELD>``, so that ``load_config()`` there rebuilds this
+        config, keyword overrides (e.g. the DAG's params) included."""
+        env = {
             "ENCORE_HOME": self.paths.home,
             "ENCORE_LAKE": self.paths.lake,
             "ENCORE_WAREHOUSE": self.paths.warehouse,
             "MLFLOW_TRACKING_URI": self.paths.mlflow_tracking_uri,
         }
+        for section in dataclasses.fields(self):
+            values = getattr(self, section.name)
+            for setting in dataclasses.fields(values):
+                env[f"ENCORE__{section.name.upper()}__{setting.name.upper()}"] = _env_value(
+                    getattr(values, setting.name))
+        return env
+
+
+def _env_value(value: typing.Any) -> str:
+    """A setting as ``_convert`` reads it back from the environment."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, tuple):
+        return ",".join(str(item) for item in value)
+    if isinstance(value, dict):
+        return ",".join(f"{key}={item}" for key, item in value.items())
+    return str(value)
 
 
 def _iso(value: str | dt.date) -> str:
@@ -310,7 +334,7 @@ def _validate(cfg: EncoreConfig) -> None:
         (cfg.training.hidden % cfg.training.heads == 0, "training.hidden must be divisible by training.heads"),
         (cfg.inference.k > 0, "inference.k must be positive"),
         (cfg.spark.mode in {"local", "submit"}, "spark.mode must be local|submit"),
-        (cfg.spark.jit in {"auto", "quick", "full"}, "spark.jit must be auto|quick|full"),
+        (cfg.spark.jit in {"auto", "quick", "hot", "full"}, "spark.jit must be auto|quick|hot|full"),
     ]
     for ok, message in checks:
         if not ok:

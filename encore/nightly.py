@@ -9,7 +9,6 @@ sections from the DAG's params (e.g. ``{"inference": {"k": 10}}``).
 from __future__ import annotations
 
 import logging
-import os
 import subprocess
 
 from encore import lake
@@ -30,19 +29,14 @@ def validate_raw(cfg: EncoreConfig, run_date: str) -> dict:
 
 def spark_jobs(cfg: EncoreConfig, run_date: str) -> dict:
     if cfg.spark.mode == "submit":  # the same jobs on a cluster, as SparkSubmitOperator would launch them
-        from spark_jobs.submit import submit_command
+        from spark_jobs.submit import submit_command, submit_env, submitted_stats
 
         command = submit_command(cfg, run_date)
-        subprocess.run(command, check=True, env={**os.environ, **cfg.env()})
-        return {"submitted": " ".join(command)}
-    from spark_jobs.pipeline import backfill_sessionized, run_all
-    from spark_jobs.session import get_spark
+        done = subprocess.run(command, check=True, env=submit_env(cfg), stdout=subprocess.PIPE, text=True)
+        return {**submitted_stats(done.stdout), "submitted": " ".join(command)}
+    from spark_jobs.pipeline import run_night
 
-    spark = get_spark(cfg, "encore-nightly", run_date)
-    history = backfill_sessionized(cfg, run_date, spark=spark)  # no-op once history is sessionized
-    stats = run_all(cfg, run_date, spark=spark)
-    stats["history_sessionized_dates"] = len(history["rows"])
-    return stats
+    return run_night(cfg, run_date)
 
 
 def dbt_features(cfg: EncoreConfig, run_date: str) -> dict:

@@ -1,10 +1,14 @@
 """Spark (local[2]) vs DuckDB on the nightly Spark work: sessionize + label, sequences, PHNS pools.
 
-``python -m spark_jobs.bench --events 1000000 10000000 --out bench_results/spark.json``
+``python -m spark_jobs.bench --events 1000000 10000000 --out bench_results/spark.json [--profile DIR]``
 
 For each size: generate synthetic clean events (vectorised numpy, written chunk by chunk
 so memory stays bounded), then run each engine in its own subprocess while sampling the
 RSS of that process tree (the JVM included). Prints a markdown table, writes JSON.
+``--profile DIR`` also records the Spark JVM with the JDK Flight Recorder (one
+``spark-<events>.jfr`` per size in DIR) and reports its CPU samples by operator
+(``spark_jobs.jvm_profile``); the recording costs a little time, so profile runs are
+not the ones to quote for speed.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ import pyarrow.parquet as pq
 
 from encore.config import EncoreConfig, load_config
 from encore.contracts import CLEAN_EVENT, arrow_schema
+from spark_jobs.jvm_profile import summarize
 
 log = logging.getLogger("spark_jobs.bench")
 
@@ -100,7 +105,7 @@ def run_engine(engine: str, run_date: str, out_dir: str) -> dict:
     began = time.monotonic()
     if engine == "spark":
         from spark_jobs.pipeline import JOBS, run_all
-        from spark_jobs.session import quick_jit
+        from spark_jobs.session import jit_mode
 
         stats = run_all(cfg, run_date)
         stages = {
@@ -113,7 +118,7 @@ def run_engine(engine: str, run_date: str, out_dir: str) -> dict:
             "phns_negatives": round(stats["phns_pools"]["seconds"] - stats["phns_pools"]["pools_seconds"], 2),
         }
         rows = {"sequences": stats["sequences"]["sequences"], "phns_pools": stats["phns_pools"]["phns_pools"]}
-        extra = {"jvm_jit": "quick (C1)" if quick_jit(cfg, run_date) else "full (C1+C2)"}
+        extra = {"jvm_jit": jit_mode(cfg, run_date)}
     else:
         from spark_jobs.duckdb_reference import run_reference
 
@@ -122,8 +127,12 @@ def run_engine(engine: str, run_date: str, out_dir: str) -> dict:
     return {"job_seconds": round(time.monotonic() - began, 2), "stage_seconds": stages, "rows": rows, **extra}
 
 
-def measure(engine: str, home: str, run_date: str, driver_memory: str) -> dict:
-    """Run one engine in a subprocess; wall time and peak RSS of its whole process tree."""
+def measure(engine: str, home: str, run_date: str, driver_memory: str, recording: Path | None = None) -> dict:
+    """Run one engine in a subprocess; wall time and peak RSS of its whole process tree.
+
+    With ``recording`` (Spark only) the JVM writes a Flight Recorder recording there, summarised
+    by operator in the result (``cpu_by_operator``).
+    """
     env = dict(
         os.environ,
         ENCORE_HOME=home,
@@ -131,6 +140,8 @@ def measure(engine: str, home: str, run_date: str, driver_memory: str) -> dict:
         ENCORE__SPARK__DRIVER_MEMORY=driver_memory,
         ENCORE__SPARK__SHUFFLE_PARTITIONS="4",
     )
+    if recording is not None:
+        env["ENCORE__SPARK__JAVA_OPTIONS"] = f"-XX:StartFlightRecording=filename={recording},settings=profile"
     out_dir = str(Path(home) / f"out_{engine}")
     cmd = [sys.executable, "-m", "spark_jobs.bench", "--engine", engine, "--run-date", run_date, "--out", out_dir]
     began = time.monotonic()
@@ -156,6 +167,8 @@ def measure(engine: str, home: str, run_date: str, driver_memory: str) -> dict:
         raise RuntimeError(f"bench {engine} failed with exit code {proc.returncode}")
     result = json.loads(stdout.strip().splitlines()[-1])
     result.update(wall_seconds=round(time.monotonic() - began, 2), peak_rss_mb=round(peak / 2**20))
+    if recording is not None:
+        result.update(recording=str(recording), **summarize(recording))
     return result
 
 
@@ -208,6 +221,17 @@ def markdown(results: list[dict]) -> str:
             f"| {r['events']:,} | {r['duckdb_seconds']} | {r['spark_seconds']} | {r['spark_over_duckdb']}x | "
             f"{r['spark_same_work_seconds']} | {r['spark_over_duckdb_same_work']}x | {'yes' if r['rows_agree'] else 'NO'} |"
         )
+    profiled = [r for r in results if "cpu_by_operator" in r]
+    if profiled:
+        operators = sorted({op for r in profiled for op in r["cpu_by_operator"]},
+                           key=lambda op: -max(r["cpu_by_operator"].get(op, 0.0) for r in profiled))
+        lines += ["", "| Spark CPU by operator (innermost frame) | "
+                  + " | ".join(f"{r['events']:,} events ({r['cpu_samples']:,} samples)" for r in profiled) + " |",
+                  "|---|" + "---:|" * len(profiled)]
+        lines += [f"| {op} | " + " | ".join(f"{r['cpu_by_operator'].get(op, 0.0):.1%}" for r in profiled) + " |"
+                  for op in operators]
+        lines += [f"| not in the samples: {label} | " + " | ".join(f"{r[key]} s" for r in profiled) + " |"
+                  for key, label in (("gc_pause_seconds", "GC pauses"), ("jit_compile_seconds", "JIT compilation"))]
     return "\n".join(lines)
 
 
@@ -216,12 +240,17 @@ def main() -> None:
     parser.add_argument("--events", type=int, nargs="+", default=[1_000_000])
     parser.add_argument("--out", default="bench_results/spark.json")
     parser.add_argument("--driver-memory", default="6g")
+    parser.add_argument("--profile", type=Path, metavar="DIR",
+                        help="record the Spark JVM with the Flight Recorder into DIR and report CPU by operator")
     parser.add_argument("--engine", choices=("spark", "duckdb"), help=argparse.SUPPRESS)
     parser.add_argument("--run-date", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.engine:  # inside an engine subprocess
         print(json.dumps(run_engine(args.engine, args.run_date, args.out)))
         return
+    if args.profile:  # the JVM's working directory may differ: an absolute recording path
+        args.profile = args.profile.resolve()
+        args.profile.mkdir(parents=True, exist_ok=True)
     results = []
     for n_events in args.events:
         with tempfile.TemporaryDirectory(prefix="encore-bench-") as home:
@@ -231,7 +260,8 @@ def main() -> None:
             log.info("generated %s in %.1fs", data, time.monotonic() - began)
             for engine in ("duckdb", "spark"):
                 log.info("running %s on %d events", engine, data["events"])
-                result = measure(engine, home, data["run_date"], args.driver_memory)
+                recording = args.profile / f"spark-{n_events}.jfr" if args.profile and engine == "spark" else None
+                result = measure(engine, home, data["run_date"], args.driver_memory, recording)
                 results.append({"engine": engine, **data, **result})
                 log.info("%s", results[-1])
     table = markdown(results)

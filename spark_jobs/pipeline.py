@@ -50,6 +50,18 @@ def run_all(
     return stats
 
 
+def run_night(
+    cfg: EncoreConfig, run_date: str | dt.date, spark: SparkSession | None = None, jobs: tuple[str, ...] = JOBS
+) -> dict:
+    """The nightly Spark task, in-process or under spark-submit: the lookback window's missing
+    sessionized history (a no-op once written), then ``run_all``."""
+    spark = configure_session(spark) if spark else get_spark(cfg, "encore-nightly", run_date)
+    history = backfill_sessionized(cfg, run_date, spark=spark) if "sessionize" in jobs else {"rows": {}}
+    stats = run_all(cfg, run_date, spark=spark, jobs=jobs)
+    stats["history_sessionized_dates"] = len(history["rows"])
+    return stats
+
+
 def backfill_sessionized(cfg: EncoreConfig, until: str | dt.date, spark: SparkSession | None = None) -> dict:
     """Write sessionized_events for every clean-event date in the lookback window before ``until``
     that has no partition yet, in one Spark pass (one read, one sessionization, one write).

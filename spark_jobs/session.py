@@ -18,24 +18,22 @@ log = logging.getLogger(__name__)
 def get_spark(cfg: EncoreConfig, app_name: str, run_date: str | dt.date | None = None) -> SparkSession:
     """SparkSession configured from ``cfg.spark``: UTC, dynamic partition overwrite, quiet logs.
 
-    Under ``spark-submit`` (the driver JVM already exists) master and driver memory
-    come from the submit command line, so they are not overridden here. In-process
-    (local) sessions run without the web UI and with the JIT that ``quick_jit`` picks for
-    the clean events of ``run_date``'s lookback window.
+    Under ``spark-submit`` (the driver JVM already exists) master, driver memory and JVM
+    options come from the submit command line (``submit.submit_command``). In-process
+    (local) sessions run without the web UI, with the JIT that ``jit_mode`` picks for
+    the clean events of ``run_date``'s lookback window and ``spark.java_options``.
     """
     builder = (
         SparkSession.builder.appName(app_name)
         .config("spark.sql.shuffle.partitions", str(cfg.spark.shuffle_partitions))
-        .config("spark.driver.extraJavaOptions", "-Duser.timezone=UTC")
         .config("spark.ui.showConsoleProgress", "false")
     )
     if "PYSPARK_GATEWAY_PORT" not in os.environ:
-        java_options = "-Duser.timezone=UTC" + (" -XX:TieredStopAtLevel=1" if quick_jit(cfg, run_date) else "")
         builder = (
             builder.master(cfg.spark.master)
             .config("spark.driver.memory", cfg.spark.driver_memory)
             .config("spark.ui.enabled", "false")
-            .config("spark.driver.extraJavaOptions", java_options)
+            .config("spark.driver.extraJavaOptions", driver_java_options(cfg, run_date))
         )
     spark = configure_session(builder.getOrCreate())
     spark.sparkContext.setLogLevel("WARN")
@@ -43,22 +41,45 @@ def get_spark(cfg: EncoreConfig, app_name: str, run_date: str | dt.date | None =
     return spark
 
 
-def quick_jit(cfg: EncoreConfig, run_date: str | dt.date | None) -> bool:
-    """Whether the JVM compiles with C1 only (``-XX:TieredStopAtLevel=1``).
+# JDK 17 defaults of the thresholds at which tiered compilation hands a method to C2
+C2_THRESHOLDS = {"Tier4InvocationThreshold": 5000, "Tier4MinInvocationThreshold": 600,
+                 "Tier4CompileThreshold": 15000, "Tier4BackEdgeThreshold": 40000}
+HOT_C2_SCALE = 30
+JIT_OPTIONS = {
+    "quick": ["-XX:TieredStopAtLevel=1"],
+    # C2 only for code 30x hotter than the JVM's default: the per-row loops, not the planner,
+    # Janino and the SQL parser, which run thousands of times and kept C2 busy for minutes
+    "hot": [f"-XX:{flag}={value * HOT_C2_SCALE}" for flag, value in C2_THRESHOLDS.items()],
+    "full": [],
+}
+
+
+def driver_java_options(cfg: EncoreConfig, run_date: str | dt.date | None) -> str:
+    """JVM options of the driver (under spark-submit also the executors'): UTC, the JIT
+    ``jit_mode`` picks, ``spark.java_options``."""
+    options = ["-Duser.timezone=UTC", *JIT_OPTIONS[jit_mode(cfg, run_date)]]
+    return " ".join(options + cfg.spark.java_options.split())
+
+
+def jit_mode(cfg: EncoreConfig, run_date: str | dt.date | None) -> str:
+    """How the driver JVM compiles: ``quick`` (C1 only), ``hot`` (C1, C2 for the hottest code) or ``full``.
 
     A small night is short-lived, mostly cold code: C2 compilation costs more CPU than it
-    saves (about a third of the default nightly on 2 cores); at 1M events (37 MB of
-    ``spark_jobs.bench`` data) both take about as long; at 3M (110 MB) full JIT ran the
-    jobs in 81-89 s against 117-133 s quick. ``auto`` decides by the size of the clean
-    events the run reads (``spark.quick_jit_max_mb``).
+    saves (about a third of the default nightly on 2 cores). On large inputs C2's faster code
+    wins (at 10M events C1 only ran every stage 2.1x slower), but with the JVM's default
+    thresholds (``full``) C2 also compiles the planner and code generator: at 10M events the
+    JIT threads spent 173 s compiling on one core (Flight Recorder, ``spark_jobs.bench
+    --profile``). ``hot`` leaves that code to C1: on one core the 10M jobs took 215.7 s against
+    233.8 s ``full``; on two cores they take as long (README, Spark vs DuckDB).
+    ``auto`` takes ``quick`` up to ``spark.quick_jit_max_mb`` of clean events read, ``hot`` above.
     """
     if cfg.spark.jit != "auto":
-        return cfg.spark.jit == "quick"
+        return cfg.spark.jit
     if run_date is None:
-        return False
+        return "hot"
     start, end = lookback_window(cfg, run_date)
     size = partition_bytes(cfg, "events_clean", start.isoformat(), end.isoformat())
-    return size <= cfg.spark.quick_jit_max_mb * 2**20
+    return "quick" if size <= cfg.spark.quick_jit_max_mb * 2**20 else "hot"
 
 
 def configure_session(spark: SparkSession) -> SparkSession:

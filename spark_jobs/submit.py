@@ -11,21 +11,37 @@ import argparse
 import datetime as dt
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 
+import pyspark
+
 from encore.config import EncoreConfig, load_config
+from spark_jobs.session import driver_java_options
 
 SUBMIT_SCRIPT = Path(__file__).resolve()
+STATS_MARKER = "ENCORE_SPARK_STATS"  # starts the stdout line with the run's stats (JVM logs may follow)
+
+
+def submitted_stats(stdout: str) -> dict:
+    """The stats the submitted driver printed (client deploy mode: the driver's stdout is ours)."""
+    lines = [line for line in stdout.splitlines() if line.startswith(STATS_MARKER + " ")]
+    if not lines:
+        raise RuntimeError(f"spark-submit finished without a {STATS_MARKER} line on stdout")
+    return json.loads(lines[-1][len(STATS_MARKER) + 1:])
 
 
 def submit_command(cfg: EncoreConfig, run_date: str | dt.date, jobs: tuple[str, ...] = ()) -> list[str]:
     """argv for spark-submit against ``cfg.spark.master`` (the driver imports the installed package)."""
     spark_submit = Path(sys.executable).with_name("spark-submit")
+    java_options = driver_java_options(cfg, run_date)  # UTC, the JIT for the input size, spark.java_options
     args = [
         str(spark_submit if spark_submit.exists() else "spark-submit"),
         "--master", cfg.spark.master,
         "--driver-memory", cfg.spark.driver_memory,
+        "--conf", f"spark.driver.extraJavaOptions={java_options}",
+        "--conf", f"spark.executor.extraJavaOptions={java_options}",
         "--conf", f"spark.sql.shuffle.partitions={cfg.spark.shuffle_partitions}",
         "--conf", f"spark.pyspark.python={sys.executable}",
         "--conf", f"spark.pyspark.driver.python={sys.executable}",
@@ -37,15 +53,22 @@ def submit_command(cfg: EncoreConfig, run_date: str | dt.date, jobs: tuple[str, 
     return args
 
 
+def submit_env(cfg: EncoreConfig) -> dict[str, str]:
+    """Environment of the spark-submit process: the task's whole config (``cfg.env()``) and a
+    SPARK_HOME. Without one, pip-installed spark-submit looks for pyspark with whatever
+    ``python3`` is first on PATH, which in an Airflow worker need not be this venv's."""
+    return {"SPARK_HOME": str(Path(pyspark.__file__).parent), **os.environ, **cfg.env()}
+
+
 def main(argv: list[str] | None = None) -> dict:
-    from spark_jobs.pipeline import JOBS, run_all
+    from spark_jobs.pipeline import JOBS, run_night
 
     parser = argparse.ArgumentParser(description="Run Encore Spark jobs for one run date.")
     parser.add_argument("--run-date", required=True, type=dt.date.fromisoformat, help="logical date YYYY-MM-DD")
     parser.add_argument("--job", action="append", choices=JOBS, help="job to run (repeatable; default: all)")
     args = parser.parse_args(argv)
-    stats = run_all(load_config(), args.run_date, jobs=tuple(args.job or JOBS))
-    print(json.dumps(stats, default=str))
+    stats = run_night(load_config(), args.run_date, jobs=tuple(args.job or JOBS))
+    print(STATS_MARKER, json.dumps(stats, default=str), flush=True)
     return stats
 
 

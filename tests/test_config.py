@@ -29,6 +29,22 @@ def test_env_overrides_are_typed(tmp_path):
     assert cfg.lake_path("sequences") == "s3a://bucket/lake/sequences"
 
 
+def test_env_for_subprocesses_rebuilds_the_same_config(tmp_path):
+    """spark-submit and dbt run in subprocesses: keyword overrides (the DAG's params) must reach them."""
+    cfg = load_config(
+        {"ENCORE_HOME": str(tmp_path)},
+        training={"epochs": 3, "bf16": False, "models": ("sasrec",), "lr": 0.0005, "soft_labels": (1.0, 0.5)},
+        phns={"mixes": {"HARD": 0.5, "EASY": 0.25}, "default_mix": "EASY"},
+        sessions={"gap_minutes": 45},
+        spark={"java_options": "-XX:+UseParallelGC -Dx=1", "jit": "hot"},
+    )
+    env = cfg.env()
+    assert env["ENCORE__SESSIONS__GAP_MINUTES"] == "45" and env["ENCORE__TRAINING__BF16"] == "false"
+    assert env["ENCORE__PHNS__MIXES"] == "HARD=0.5,EASY=0.25"
+    assert load_config(env) == cfg
+    assert load_config({}) != cfg  # the test above is not comparing defaults
+
+
 def test_toml_file_then_env(tmp_path):
     toml = tmp_path / "encore.toml"
     toml.write_text('[inference]\nk = 5\n[data]\nn_users = 40\n')
@@ -44,7 +60,7 @@ def test_toml_file_then_env(tmp_path):
         ({"ENCORE__NOPE__X": "1"}, "ENCORE__NOPE__X"),
         ({"ENCORE__TRAINING__CONTRASTIVE": "both"}, "training.contrastive"),
         ({"ENCORE__TRAINING__HEADS": "3"}, "divisible"),
-        ({"ENCORE__SPARK__JIT": "fast"}, "spark.jit must be auto|quick|full"),
+        ({"ENCORE__SPARK__JIT": "fast"}, "spark.jit must be auto|quick|hot|full"),
     ],
 )
 def test_bad_values_fail_with_their_name(tmp_path, env, message):

@@ -20,7 +20,7 @@ from fixtures.spark.clean_events import event, write_clean_events
 from spark_jobs.duckdb_reference import build_phns_pools_duckdb, build_sequences_duckdb, build_sessionized_duckdb
 from spark_jobs.phns_pools import pool_and_negative_stats
 from spark_jobs.pipeline import backfill_sessionized, run_all
-from spark_jobs.session import quick_jit
+from spark_jobs.session import driver_java_options, jit_mode
 from spark_jobs.sessionize import run_sessionize
 
 pytestmark = pytest.mark.spark
@@ -346,15 +346,51 @@ def test_backfill_writes_missing_history_once_as_per_date_runs_would(spark, tmp_
 
 
 @pytest.mark.parametrize(
-    "spark_settings, run_date, quick",
+    "spark_settings, run_date, mode",
     [
-        ({}, D, True),  # a few hundred bytes of events: C1 only
-        ({"quick_jit_max_mb": 0}, D, False),  # more than the limit: full JIT
-        ({}, None, False),  # size unknown: full JIT
-        ({"jit": "full"}, D, False),
-        ({"jit": "quick", "quick_jit_max_mb": 0}, D, True),
+        ({}, D, "quick"),  # a few hundred bytes of events: C1 only
+        ({"quick_jit_max_mb": 0}, D, "hot"),  # more than the limit: C2 for the hottest code
+        ({}, None, "hot"),  # size unknown
+        ({"jit": "full"}, D, "full"),
+        ({"jit": "quick", "quick_jit_max_mb": 0}, D, "quick"),
     ],
 )
-def test_jit_follows_the_size_of_the_events_read(cfg, spark_settings, run_date, quick):
+def test_jit_follows_the_size_of_the_events_read(cfg, spark_settings, run_date, mode):
     settings = load_config(environ={}, paths={"home": cfg.paths.home}, spark=spark_settings)
-    assert quick_jit(settings, run_date) is quick
+    assert jit_mode(settings, run_date) == mode
+
+
+def test_driver_java_options_add_the_configured_ones(cfg):
+    recording = "-XX:StartFlightRecording=filename=/tmp/x.jfr,settings=profile"
+    settings = load_config(environ={"ENCORE__SPARK__JAVA_OPTIONS": f"{recording}  -XX:+UseParallelGC"},
+                           paths={"home": cfg.paths.home}, spark={"jit": "quick"})
+    assert driver_java_options(settings, D).split() == [
+        "-Duser.timezone=UTC", "-XX:TieredStopAtLevel=1", recording, "-XX:+UseParallelGC"]
+    assert driver_java_options(load_config(environ={}, paths={"home": cfg.paths.home}, spark={"jit": "full"}), D) == (
+        "-Duser.timezone=UTC")
+    hot = load_config(environ={}, paths={"home": cfg.paths.home}, spark={"jit": "hot"})
+    assert driver_java_options(hot, D).split()[1:] == [  # 30x the JDK's thresholds for C2
+        "-XX:Tier4InvocationThreshold=150000", "-XX:Tier4MinInvocationThreshold=18000",
+        "-XX:Tier4CompileThreshold=450000", "-XX:Tier4BackEdgeThreshold=1200000"]
+
+
+def test_spark_submit_writes_what_the_in_process_run_writes(stats, cfg, tmp_path):
+    """spark.mode = submit: the nightly task launches spark-submit (a new driver JVM) on spark_jobs/submit.py."""
+    from encore.nightly import spark_jobs
+
+    submitted = load_config(
+        environ={}, paths={"home": str(tmp_path)}, sessions={"max_seq_len": 4},
+        phns={"n_negatives": 4, "pool_size": 3, "trending_window_days": 2, "tailing_min_support": 2},
+        spark={"mode": "submit", "master": "local[1]", "driver_memory": "1g", "shuffle_partitions": 2},
+    )
+    write_clean_events(submitted, EVENTS)
+    result = spark_jobs(submitted, D)
+    assert result["submitted"].split()[0].endswith("spark-submit") and "--run-date 2026-10-05" in result["submitted"]
+    for job in ("sessionize", "sequences", "phns_pools"):
+        assert {k: v for k, v in result[job].items() if "seconds" not in k} == {
+            k: v for k, v in stats[job].items() if "seconds" not in k}
+    for table in ("sessionized_events", "sequences", "phns_pools", "phns_negatives"):
+        assert sorted(read(submitted, table), key=repr) == sorted(read(cfg, table), key=repr)
+    # the dates before D in the lookback window were sessionized too, as in-process nights do
+    assert result["history_sessionized_dates"] == 2 and lake.partition_dates(submitted, "sessionized_events") == [
+        "2026-10-03", D_PREV, D]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pyarrow as pa
+import pytest
 
 from training.bench import write_recbole_inter
 from training.data import SequenceData
@@ -24,3 +25,49 @@ def test_recbole_inter_stops_at_our_test_target(tmp_path):
         "a\tx\t0", "a\ty\t1", "a\tz\t2",
         "c\tw\t0", "c\tx\t1", "c\ty\t2",
     ]
+
+
+def test_training_flops_count_layers_attention_and_logits():
+    from training.bench import sasrec_training_flops
+
+    # d=2, 1 layer, max_len 3, 5 items: per token 2*(12*4 + 2*3*2) = 120, per target 2*2*5 = 20
+    assert sasrec_training_flops(tokens=10, targets=4, hidden=2, layers=1, max_len=3, n_items=5) == 3 * (1200 + 80)
+    assert sasrec_training_flops(10, 4, 2, 2, 3, 5) == 3 * (2400 + 80)  # layers scale the encoder only
+
+
+def test_bf16_peak_by_gpu_name():
+    from training.bench import bf16_peak_flops
+
+    assert bf16_peak_flops("NVIDIA H100 80GB HBM3") == 989.4e12
+    assert bf16_peak_flops("NVIDIA H100 PCIe") == 756.0e12
+    assert bf16_peak_flops("NVIDIA H200") == 989.4e12
+    assert bf16_peak_flops("NVIDIA A100-SXM4-80GB") == 312.0e12
+    assert bf16_peak_flops("Tesla T4") is None  # unknown: no share reported
+
+
+def test_benchmark_table_reports_share_of_peak_on_gpu_only():
+    from training.bench import markdown, model_flops_utilization
+
+    common = {"train_sequences_per_epoch": 100, "train_targets_per_epoch": 400, "train_tokens_per_epoch": 500,
+              "epochs_run": 3, "peak_rss_mb": 900.0, "test_ours": {"ndcg@10": 0.1}}
+    gpu = {**common, "epoch_seconds_median": 2.0, "train_flops_per_epoch": 4e12, "device": "cuda",
+           "gpu": "NVIDIA H100 80GB HBM3", "bf16_peak_flops": 989.4e12, "peak_gpu_mb": 1536.0,
+           "precision": "bf16 autocast"}
+    cpu = {**common, "epoch_seconds_median": 4.0, "train_flops_per_epoch": 4e12, "device": "cpu", "precision": "fp32"}
+    assert model_flops_utilization(gpu) == (2e12, pytest.approx(2e12 / 989.4e12))
+    assert model_flops_utilization(cpu) == (1e12, None)
+    gpu_row, cpu_row = markdown(gpu, None).splitlines()[2], markdown(cpu, None).splitlines()[2]
+    assert gpu_row.endswith("| NVIDIA H100 80GB HBM3, bf16 autocast | 2.000 | 0.20% | 1536 |")
+    assert cpu_row.endswith("| cpu, fp32 | 1.000 | n/a | n/a |")
+    assert "| 2.00 | 50 | 200 | 250 | 3 |" in gpu_row
+
+
+def test_cuda_request_without_a_gpu_is_refused(monkeypatch, capsys):
+    import torch
+
+    from training.bench import main
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(SystemExit) as exited:
+        main(["--device", "cuda", "--skip-recbole"])
+    assert exited.value.code == 2 and "--device cuda: torch sees no CUDA device here" in capsys.readouterr().err

@@ -2,7 +2,7 @@
 
 CLI::
 
-    python -m training.bench --dataset ml-100k --epochs N [--recbole-epochs M] \
+    python -m training.bench --dataset ml-100k --epochs N [--recbole-epochs M] [--device cuda [--bf16]] \
         [--out bench_results/training.json] [--recbole-python .venv-bench/bin/python]
 
 Both run as subprocesses (so each peak RSS is its own): Encore in this venv,
@@ -41,7 +41,11 @@ What differs by design, and is reported rather than hidden:
   the RecBole venv, ranked here with ``training.metrics``): the column "Encore
   protocol" compares like with like.
 
-Peak memory = ``ru_maxrss`` of each worker process (includes data loading).
+Peak memory = ``ru_maxrss`` of each worker process (includes data loading), and on a GPU
+(``--device cuda [--bf16]``) ``torch.cuda.max_memory_allocated``. Model FLOP/s count the
+useful work of an epoch (``sasrec_training_flops``: real tokens and trained targets, forward
++ backward); on a GPU their share of its dense bf16 peak is reported (RecBole trains in fp32:
+its trainer has no autocast).
 """
 
 from __future__ import annotations
@@ -87,7 +91,7 @@ def encore_worker(spec: dict) -> dict:
         max_seq_len=hp["max_seq_len"], window_stride=hp["encore_window_stride"],
         train_target=hp["encore_train_target"], loss="full_softmax",
         contrastive="none", patience=hp["patience"],
-        seed=hp["seed"], device="cpu", bf16=False, progress=False,
+        seed=hp["seed"], device=spec["device"], bf16=spec["bf16"], progress=False,
     )
     seed_everything(hp["seed"])
     model = build_model("sasrec", data.n_items, max_seq_len=hp["max_seq_len"], hidden=hp["hidden"],
@@ -98,6 +102,8 @@ def encore_worker(spec: dict) -> dict:
     n_seqs = len(train)
     n_targets = int((train.next_pos != 0).sum())
     n_tokens = int((train.seq != 0).sum())
+    if spec["device"] == "cuda":
+        torch.cuda.reset_peak_memory_stats()
     epochs, best, best_epoch, bad, best_state = [], -1.0, 0, 0, None
     for epoch in range(1, spec["epochs"] + 1):
         started = time.perf_counter()
@@ -136,10 +142,47 @@ def encore_worker(spec: dict) -> dict:
         "valid_ndcg@10": best,
         "test_ours": test,
         "epochs": epochs,
-        "peak_rss_mb": _peak_rss_mb(),
-        "threads": torch.get_num_threads(),
-        "torch": torch.__version__,
+        "train_flops_per_epoch": sasrec_training_flops(n_tokens, n_targets, hp["hidden"], hp["layers"],
+                                                       hp["max_seq_len"], data.n_items),
+        "precision": "bf16 autocast" if spec["bf16"] else "fp32",
+        **_device_report(spec["device"]),
     }
+
+
+def sasrec_training_flops(tokens: int, targets: int, hidden: int, layers: int, max_len: int, n_items: int) -> float:
+    """Model FLOPs of one SASRec training epoch, counted as for MFU: forward + backward = 3x forward.
+
+    Forward, per real (non-padding) input token and layer: the Q/K/V/O projections (4 d^2
+    multiply-adds) and the 4x FFN (8 d^2), attention scores and weighted sum over
+    ``max_len`` positions (2 max_len d); per trained target the full-softmax logits over the
+    item table (d n_items). A multiply-add is 2 FLOPs. Padding positions are not counted.
+    """
+    per_token = layers * 2 * (12 * hidden * hidden + 2 * max_len * hidden)
+    per_target = 2 * hidden * n_items
+    return 3.0 * (tokens * per_token + targets * per_target)
+
+
+# dense bf16 tensor-core peaks from NVIDIA's datasheets (TFLOP/s), most specific name first
+BF16_PEAK_TFLOPS = (("H100 PCIe", 756.0), ("H100 NVL", 835.5), ("H100", 989.4), ("H200", 989.4), ("A100", 312.0))
+
+
+def bf16_peak_flops(device_name: str) -> float | None:
+    for needle, tflops in BF16_PEAK_TFLOPS:
+        if needle in device_name:
+            return tflops * 1e12
+    return None
+
+
+def _device_report(device: str) -> dict:
+    import torch
+
+    report = {"device": device, "peak_rss_mb": _peak_rss_mb(), "threads": torch.get_num_threads(),
+              "torch": torch.__version__}
+    if device == "cuda":
+        name = torch.cuda.get_device_name()
+        report.update(gpu=name, bf16_peak_flops=bf16_peak_flops(name),
+                      peak_gpu_mb=torch.cuda.max_memory_allocated() / 2**20)
+    return report
 
 
 def write_recbole_inter(data, path: Path) -> int:
@@ -214,7 +257,8 @@ def recbole_worker(spec: dict) -> dict:
         "loss_type": "CE", "train_neg_sample_args": None, "MAX_ITEM_LIST_LENGTH": hp["max_seq_len"],
         "train_batch_size": hp["batch_size"], "eval_batch_size": 4096, "learning_rate": hp["lr"], "weight_decay": 0.0,
         "epochs": spec["epochs"], "stopping_step": hp["patience"], "eval_step": 1, "seed": hp["seed"],
-        "reproducibility": True, "device": "cpu", "use_gpu": False, "show_progress": False,
+        "reproducibility": True, "device": spec["device"], "use_gpu": spec["device"] == "cuda",
+        "show_progress": False,
         "eval_args": {"split": {"LS": "valid_and_test"}, "order": "TO", "mode": "full", "group_by": "user"},
         "metrics": ["Hit", "NDCG", "MRR"], "topk": [1, 5, 10, 20], "valid_metric": "NDCG@10",
         "checkpoint_dir": checkpoints, "save_dataset": False, "save_dataloaders": False, "worker": 0,
@@ -225,8 +269,10 @@ def recbole_worker(spec: dict) -> dict:
     logging.getLogger().setLevel(logging.WARNING)
     dataset = create_dataset(config)
     train_data, valid_data, test_data = data_preparation(config, dataset)
-    model = SASRec(config, train_data._dataset).to("cpu")
+    model = SASRec(config, train_data._dataset).to(spec["device"])
     trainer = Trainer(config, model)
+    if spec["device"] == "cuda":
+        torch.cuda.reset_peak_memory_stats()
 
     epoch_times: list[float] = []
     original = trainer._train_epoch
@@ -269,7 +315,8 @@ def recbole_worker(spec: dict) -> dict:
         length[row] = max(len(ids), 1)
     model.eval()
     with torch.no_grad():
-        scores = model.full_sort_predict(Interaction({model.ITEM_SEQ: seq, model.ITEM_SEQ_LEN: length}))
+        inputs = Interaction({model.ITEM_SEQ: seq, model.ITEM_SEQ_LEN: length}).to(spec["device"])
+        scores = model.full_sort_predict(inputs).cpu()
     scores = scores[:, columns].masked_fill(~known, float("-inf"))
     np.save(spec["scores_out"], scores.numpy().astype(np.float32))
     return {
@@ -285,9 +332,10 @@ def recbole_worker(spec: dict) -> dict:
         "valid_ndcg@10": float(best_valid),
         "valid_ndcg@10_per_epoch": valid_curve,
         "test_recbole_protocol": {k: float(v) for k, v in test_result.items()},
-        "peak_rss_mb": _peak_rss_mb(),
-        "threads": torch.get_num_threads(),
-        "torch": torch.__version__,
+        "train_flops_per_epoch": sasrec_training_flops(int(lengths.sum()), n_samples, hp["hidden"], hp["layers"],
+                                                       hp["max_seq_len"], dataset.item_num - 1),
+        "precision": "fp32",  # RecBole's trainer has no autocast
+        **_device_report(spec["device"]),
         "n_items": dataset.item_num - 1,
         "n_users": dataset.user_num - 1,
     }
@@ -339,20 +387,33 @@ def _run_worker(python: str, name: str, spec: dict, workdir: Path, nice: int) ->
     return result
 
 
+def model_flops_utilization(result: dict) -> tuple[float, float | None]:
+    """Achieved model FLOP/s of the median epoch and its share of the GPU's bf16 peak (None off GPU)."""
+    achieved = result["train_flops_per_epoch"] / result["epoch_seconds_median"]
+    peak = result.get("bf16_peak_flops")
+    return achieved, (achieved / peak if peak else None)
+
+
 def markdown(encore: dict, recbole: dict | None) -> str:
     def row(name: str, r: dict, ours: dict | None, own: dict | None) -> str:
         epoch = r["epoch_seconds_median"]
+        achieved, share = model_flops_utilization(r)
+        share_text = "n/a" if share is None else f"{share:.2%}"
+        gpu_memory = f"{r['peak_gpu_mb']:.0f}" if "peak_gpu_mb" in r else "n/a"
         return (
             f"| {name} | {epoch:.2f} | {r['train_sequences_per_epoch'] / epoch:,.0f} | "
             f"{r['train_targets_per_epoch'] / epoch:,.0f} | {r['train_tokens_per_epoch'] / epoch:,.0f} | "
             f"{r['epochs_run']} | {(own or {}).get('ndcg@10', float('nan')):.4f} | "
-            f"{(ours or {}).get('ndcg@10', float('nan')):.4f} | {r['peak_rss_mb']:.0f} |"
+            f"{(ours or {}).get('ndcg@10', float('nan')):.4f} | {r['peak_rss_mb']:.0f} | "
+            f"{r.get('gpu', r['device'])}, {r['precision']} | {achieved / 1e12:.3f} | "
+            f"{share_text} | {gpu_memory} |"
         )
 
     lines = [
         "| framework | epoch time (s, median) | sequences/s | targets/s | tokens/s | epochs run | "
-        "NDCG@10 (RecBole protocol) | NDCG@10 (Encore protocol) | peak RSS (MB) |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "NDCG@10 (RecBole protocol) | NDCG@10 (Encore protocol) | peak RSS (MB) | device, precision | "
+        "model TFLOP/s | share of bf16 peak | peak GPU memory (MB) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
         row("Encore SASRec", encore, encore["test_ours"], None),
     ]
     if recbole:
@@ -381,6 +442,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--patience", type=int, default=HPARAMS["patience"],
                         help="early-stopping patience in epochs, both frameworks")
     parser.add_argument("--threads", type=int, default=1, help="torch threads for both")
+    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"], help="where both train")
+    parser.add_argument("--bf16", action="store_true",
+                        help="Encore trains under bf16 autocast (CUDA); RecBole's trainer has none (fp32)")
     parser.add_argument("--nice", type=int, default=10)
     parser.add_argument("--recbole-python", default=str(ROOT / ".venv-bench" / "bin" / "python"))
     parser.add_argument("--skip-recbole", action="store_true")
@@ -394,12 +458,18 @@ def main(argv: list[str] | None = None) -> int:
         Path(spec["result"]).write_text(json.dumps(result, indent=2, default=str))
         return 0
 
+    if args.device == "cuda":
+        import torch
+
+        if not torch.cuda.is_available():
+            parser.error("--device cuda: torch sees no CUDA device here")
     hparams = {**HPARAMS, "hidden": args.hidden, "encore_batch_size": args.encore_batch_size,
                "encore_window_stride": args.encore_window_stride, "encore_train_target": args.encore_train_target,
                "encore_prediction_layer": args.encore_prediction_layer,
                "patience": args.patience}
     workdir = Path(tempfile.mkdtemp(prefix="encore_bench_"))
     base = {"dataset": args.dataset, "hparams": hparams, "threads": args.threads, "home": args.home,
+            "device": args.device, "bf16": args.bf16,
             "test_inputs": str(workdir / "test_inputs.json"), "recbole_data": str(workdir / "recbole_data")}
     encore = _run_worker(sys.executable, "encore", {**base, "epochs": args.epochs}, workdir, args.nice)
     recbole = None
@@ -425,6 +495,10 @@ def main(argv: list[str] | None = None) -> int:
             "encore": sum(e["train_seconds"] for e in encore["epochs"][: encore["best_epoch"]]),
             "recbole_epochs_run_seconds": sum(recbole["epoch_seconds"]),
         }
+    for name, result in (("encore", encore), ("recbole", recbole)):
+        if result:
+            achieved, share = model_flops_utilization(result)
+            verdict[f"{name}_model_tflops"], verdict[f"{name}_share_of_bf16_peak"] = achieved / 1e12, share
     command = "python -m training.bench " + " ".join(argv if argv is not None else sys.argv[1:])
     print(f"\n{args.dataset}, SASRec, hidden {hparams['hidden']}, {hparams['layers']} layers, {hparams['heads']} heads, "
           f"max_len {hparams['max_seq_len']}, batch {hparams['batch_size']} (Encore: {hparams['encore_batch_size']} windows), lr {hparams['lr']}, full-softmax CE, "

@@ -56,8 +56,6 @@ OPERATORS: tuple[tuple[str, tuple[str, ...]], ...] = (
 )
 GENERATED_CODE = "generated code (projections, filters, row copies)"
 OTHER = "other (scheduler, py4j, JVM)"
-
-
 EVENT_TYPES = ("jdk.ExecutionSample", "jdk.GarbageCollection", "jdk.CompilerStatistics")
 
 

@@ -83,15 +83,16 @@ def spark():
     session.stop()
 
 
+FIXTURE_SETTINGS = {
+    "sessions": {"max_seq_len": 4},
+    "phns": {"n_negatives": 4, "pool_size": 3, "trending_window_days": 2, "tailing_min_support": 2},
+}
+
+
 @pytest.fixture(scope="module")
 def cfg(tmp_path_factory):
     home = tmp_path_factory.mktemp("encore")
-    config = load_config(
-        environ={},
-        paths={"home": str(home)},
-        sessions={"max_seq_len": 4},
-        phns={"n_negatives": 4, "pool_size": 3, "trending_window_days": 2, "tailing_min_support": 2},
-    )
+    config = load_config(environ={}, paths={"home": str(home)}, **FIXTURE_SETTINGS)
     write_clean_events(config, EVENTS)
     return config
 
@@ -379,8 +380,7 @@ def test_spark_submit_writes_what_the_in_process_run_writes(stats, cfg, tmp_path
     from encore.nightly import spark_jobs
 
     submitted = load_config(
-        environ={}, paths={"home": str(tmp_path)}, sessions={"max_seq_len": 4},
-        phns={"n_negatives": 4, "pool_size": 3, "trending_window_days": 2, "tailing_min_support": 2},
+        environ={}, paths={"home": str(tmp_path)}, **FIXTURE_SETTINGS,
         spark={"mode": "submit", "master": "local[1]", "driver_memory": "1g", "shuffle_partitions": 2},
     )
     write_clean_events(submitted, EVENTS)

@@ -36,7 +36,7 @@ bench: bench-spark bench-nightly bench-training
 
 bench-spark: install
 	mkdir -p bench_results
-	$(PY) -m spark_jobs.bench --events 1000000 10000000 --out bench_results/spark.json
+	$(PY) -m spark_jobs.bench --events 1000000 10000000 --repeats 2 --out bench_results/spark.json
 
 ## Wall time per task of one nightly run (from Airflow) on the default data and on 10x the users (events).
 bench-nightly: install

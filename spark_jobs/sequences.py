@@ -36,14 +36,16 @@ def build_user_sequences(sessionized: DataFrame, cfg: EncoreConfig) -> DataFrame
 
     Also counts each user's sessions and sessions with a next-positive target, so every
     stat comes from this one per-user pass (sessionized is already partitioned by user).
+    Both are counted on session starts (position 0), not as sets of session ids: a
+    session has a target iff its first event has one (a later event's next positive
+    also follows the first event in the same session).
     """
     keep = sequence_length(cfg)
+    session_start = F.col("position") == 0
     per_user = sessionized.groupBy("user_id").agg(
         F.sort_array(F.collect_list(F.struct("ts", "event_id", "item_id", "is_skip", "engagement"))).alias("events"),
-        F.size(F.collect_set("session_id")).alias("n_sessions"),
-        F.size(F.collect_set(F.when(F.col("next_positive_item_id").isNotNull(), F.col("session_id")))).alias(
-            "n_sessions_with_target"
-        ),
+        F.count_if(session_start).alias("n_sessions"),
+        F.count_if(session_start & F.col("next_positive_item_id").isNotNull()).alias("n_sessions_with_target"),
     )
     truncated = per_user.select(
         "user_id",

@@ -68,3 +68,9 @@ def test_bench_ratios_compare_the_work_both_engines_do():
     }]
     results[1]["rows"]["phns_pools"] = 89
     assert ratios(results)[0]["rows_agree"] is False
+    # --repeats: warm runs compared on the same work too
+    results[0]["warm"] = {"job_seconds": 8.0, "stage_seconds": {"sessionize": 5.0}}
+    results[1]["warm"] = {"job_seconds": 22.0, "stage_seconds": {"sessionize": 15.0, "phns_negatives": 4.0}}
+    warm = ratios(results)[0]
+    assert (warm["duckdb_warm_seconds"], warm["spark_warm_same_work_seconds"], warm["spark_over_duckdb_warm_same_work"]) == (
+        8.0, 18.0, 2.25)

@@ -170,7 +170,10 @@ class SparkConfig:
     master: str = "local[*]"
     driver_memory: str = "2g"
     shuffle_partitions: int = 8
-    mode: str = "local"  # local (in-process) | submit (spark-submit to spark.master)
+    # local (in-process) | submit (spark-submit to spark.master) | connect (the task is a Spark
+    # Connect client of a standing server at spark.remote: its JVM stays warm between nights)
+    mode: str = "local"
+    remote: str = ""  # Spark Connect URL for mode = connect, e.g. sc://spark-connect:15002
     # JVM JIT of an in-process session: quick (C1 only: less compile work, wins on short runs),
     # hot (C1, and C2 only for the hottest code: wins on large inputs), full (the JVM's default
     # C2 thresholds), auto (quick up to quick_jit_max_mb of clean events read, hot above)
@@ -333,7 +336,9 @@ def _validate(cfg: EncoreConfig) -> None:
         (cfg.training.device in {"auto", "cpu", "cuda"}, "training.device must be auto|cpu|cuda"),
         (cfg.training.hidden % cfg.training.heads == 0, "training.hidden must be divisible by training.heads"),
         (cfg.inference.k > 0, "inference.k must be positive"),
-        (cfg.spark.mode in {"local", "submit"}, "spark.mode must be local|submit"),
+        (cfg.spark.mode in {"local", "submit", "connect"}, "spark.mode must be local|submit|connect"),
+        (cfg.spark.mode != "connect" or cfg.spark.remote.startswith("sc://"),
+         f"spark.remote must be a Spark Connect URL sc://host:port when spark.mode = connect, not {cfg.spark.remote!r}"),
         (cfg.spark.jit in {"auto", "quick", "hot", "full"}, "spark.jit must be auto|quick|hot|full"),
     ]
     for ok, message in checks:

@@ -50,6 +50,12 @@ def read_partition(cfg: EncoreConfig, table_name: str, run_date: str | dt.date) 
     return ds.dataset(path, filesystem=fs, format="parquet").to_table()
 
 
+def path_exists(uri: str) -> bool:
+    """Whether a file or directory exists at ``uri`` (local path or object store URI)."""
+    fs, path = _fs(uri)
+    return fs.get_file_info(path).type != pafs.FileType.NotFound
+
+
 def partition_dates(cfg: EncoreConfig, table_name: str) -> list[str]:
     """Dates that have a ``dt=`` partition, sorted."""
     fs, path = _fs(cfg.lake_path(table_name))

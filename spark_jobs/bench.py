@@ -35,6 +35,7 @@ import pyarrow.parquet as pq
 
 from encore.config import EncoreConfig, load_config
 from encore.contracts import CLEAN_EVENT, arrow_schema
+from spark_jobs.connect_server import free_port, start_server, stop_server
 from spark_jobs.jvm_profile import summarize
 
 log = logging.getLogger("spark_jobs.bench")
@@ -135,7 +136,8 @@ def run_once(engine: str, cfg: EncoreConfig, run_date: str, out_dir: str) -> dic
             "phns_negatives": round(stats["phns_pools"]["seconds"] - stats["phns_pools"]["pools_seconds"], 2),
         }
         rows = {"sequences": stats["sequences"]["sequences"], "phns_pools": stats["phns_pools"]["phns_pools"]}
-        extra = {"jvm_jit": jit_mode(cfg, run_date)}
+        extra = {"spark_mode": cfg.spark.mode,
+                 "jvm_jit": "the server's" if cfg.spark.mode == "connect" else jit_mode(cfg, run_date)}
     else:
         from spark_jobs.duckdb_reference import run_reference
 
@@ -144,36 +146,40 @@ def run_once(engine: str, cfg: EncoreConfig, run_date: str, out_dir: str) -> dic
     return {"job_seconds": round(time.monotonic() - began, 2), "stage_seconds": stages, "rows": rows, **extra}
 
 
+def spark_settings(driver_memory: str) -> dict[str, str]:
+    """The Spark settings of every benchmark run: two cores, as the DuckDB side gets two threads."""
+    return {"ENCORE__SPARK__MASTER": "local[2]", "ENCORE__SPARK__DRIVER_MEMORY": driver_memory,
+            "ENCORE__SPARK__SHUFFLE_PARTITIONS": "4"}
+
+
 def measure(
-    engine: str, home: str, run_date: str, driver_memory: str, recording: Path | None = None, repeats: int = 1
+    engine: str, home: str, run_date: str, driver_memory: str, recording: Path | None = None, repeats: int = 1,
+    connect: tuple[str, psutil.Process] | None = None,
 ) -> dict:
     """Run one engine in a subprocess; wall time and peak RSS of its whole process tree.
 
     With ``recording`` (Spark only) the JVM writes a Flight Recorder recording there, summarised
-    by operator in the result (``cpu_by_operator``).
+    by operator in the result (``cpu_by_operator``). With ``connect`` (URL, server process) the
+    Spark jobs run as a client of that Spark Connect server, whose memory counts too.
     """
-    env = dict(
-        os.environ,
-        ENCORE_HOME=home,
-        ENCORE__SPARK__MASTER="local[2]",
-        ENCORE__SPARK__DRIVER_MEMORY=driver_memory,
-        ENCORE__SPARK__SHUFFLE_PARTITIONS="4",
-    )
+    env = dict(os.environ, ENCORE_HOME=home, **spark_settings(driver_memory))
     if recording is not None:
         env["ENCORE__SPARK__JAVA_OPTIONS"] = f"-XX:StartFlightRecording=filename={recording},settings=profile"
+    if connect is not None:
+        env.update(ENCORE__SPARK__MODE="connect", ENCORE__SPARK__REMOTE=connect[0])
     out_dir = str(Path(home) / f"out_{engine}")
     cmd = [sys.executable, "-m", "spark_jobs.bench", "--engine", engine, "--run-date", run_date, "--out", out_dir,
            "--repeats", str(repeats)]
     began = time.monotonic()
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, text=True)
     peak = 0
-    root = psutil.Process(proc.pid)
+    roots = [psutil.Process(proc.pid)] + ([connect[1]] if connect else [])
 
     def sample() -> None:
         nonlocal peak
         while proc.poll() is None:
             try:
-                tree = [root, *root.children(recursive=True)]
+                tree = [p for root in roots for p in (root, *root.children(recursive=True))]
                 peak = max(peak, sum(p.memory_info().rss for p in tree if p.is_running()))
             except psutil.Error:
                 pass
@@ -190,6 +196,13 @@ def measure(
     if recording is not None:
         result.update(recording=str(recording), **summarize(recording))
     return result
+
+
+def start_bench_server(home: str, driver_memory: str) -> tuple[str, subprocess.Popen]:
+    """A fresh Spark Connect server with the benchmark's Spark settings: (URL, process)."""
+    cfg = load_config(environ=spark_settings(driver_memory), paths={"home": home})
+    port = free_port()
+    return f"sc://localhost:{port}", start_server(cfg, port, Path(home) / "connect-server.log")
 
 
 def same_work_seconds(result: dict) -> float:
@@ -236,7 +249,8 @@ def markdown(results: list[dict]) -> str:
     for r in results:
         stages = ", ".join(f"{k} {v}" for k, v in r["stage_seconds"].items())
         lines.append(
-            f"| {r['events']:,} | {r['engine']} | {r['wall_seconds']} | {r['job_seconds']} | "
+            f"| {r['events']:,} | {r['engine']}{' (connect)' if r.get('spark_mode') == 'connect' else ''} | "
+            f"{r['wall_seconds']} | {r['job_seconds']} | "
             f"{r['events'] / r['job_seconds']:,.0f} | {r['peak_rss_mb']:,} | {stages} |"
         )
     lines += [
@@ -280,6 +294,9 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=1,
                         help="run each engine's job this many times in one process; runs after the first are "
                              "reported as warm (for Spark: a warm JVM)")
+    parser.add_argument("--spark-connect", action="store_true",
+                        help="run the Spark jobs as clients of a Spark Connect server started for each size "
+                             "(spark.mode = connect); with --repeats, later runs are nights on a standing server")
     parser.add_argument("--engine", choices=("spark", "duckdb"), help=argparse.SUPPRESS)
     parser.add_argument("--run-date", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -299,7 +316,14 @@ def main() -> None:
             for engine in ("duckdb", "spark"):
                 log.info("running %s on %d events", engine, data["events"])
                 recording = args.profile / f"spark-{n_events}.jfr" if args.profile and engine == "spark" else None
-                result = measure(engine, home, data["run_date"], args.driver_memory, recording, args.repeats)
+                server = start_bench_server(home, args.driver_memory) if args.spark_connect and engine == "spark" else None
+                try:
+                    connect = (server[0], psutil.Process(server[1].pid)) if server else None
+                    result = measure(engine, home, data["run_date"], args.driver_memory, recording, args.repeats,
+                                     connect)
+                finally:
+                    if server:
+                        stop_server(server[1])
                 results.append({"engine": engine, **data, **result})
                 log.info("%s", results[-1])
     table = markdown(results)

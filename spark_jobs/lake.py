@@ -11,7 +11,7 @@ from pyspark.sql.types import StructType
 
 from encore.config import EncoreConfig
 from encore.contracts import CLEAN_EVENT, Column, spark_ddl
-from encore.lake import partition_dates
+from encore.lake import partition_dates, path_exists
 
 log = logging.getLogger(__name__)
 
@@ -28,12 +28,6 @@ def contract_schema(spark: SparkSession, columns: tuple[Column, ...]) -> StructT
     return spark.createDataFrame([], spark_ddl(columns)).schema
 
 
-def path_exists(spark: SparkSession, path: str) -> bool:
-    jvm = spark.sparkContext._jvm
-    hadoop_path = jvm.org.apache.hadoop.fs.Path(path)
-    return hadoop_path.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration()).exists(hadoop_path)
-
-
 def read_clean_events(spark: SparkSession, cfg: EncoreConfig, start: dt.date, end: dt.date) -> DataFrame:
     """Clean events with partition dt and event date in ``[start, end]``.
 
@@ -42,7 +36,7 @@ def read_clean_events(spark: SparkSession, cfg: EncoreConfig, start: dt.date, en
     column is an error naming it.
     """
     path = cfg.lake_path("events_clean")
-    if not path_exists(spark, path):
+    if not path_exists(path):  # checked here, not in the JVM: a Spark Connect client has none
         raise FileNotFoundError(f"events_clean: no clean events at {path} (run ingest first)")
     in_window = [day for day in partition_dates(cfg, "events_clean") if start.isoformat() <= day <= end.isoformat()]
     # no partition in the window: read the table, the date filter leaves no rows

@@ -1,4 +1,4 @@
-"""The one way Encore jobs get a SparkSession (in-process or under spark-submit)."""
+"""The one way Encore jobs get a SparkSession (in-process, under spark-submit, or as a Spark Connect client)."""
 
 from __future__ import annotations
 
@@ -22,7 +22,14 @@ def get_spark(cfg: EncoreConfig, app_name: str, run_date: str | dt.date | None =
     options come from the submit command line (``submit.submit_command``). In-process
     (local) sessions run without the web UI, with the JIT that ``jit_mode`` picks for
     the clean events of ``run_date``'s lookback window and ``spark.java_options``.
+    With ``spark.mode = connect`` the session is a client of the Spark Connect server at
+    ``spark.remote``, whose master, memory and JVM options are the server's.
     """
+    if cfg.spark.mode == "connect":
+        spark = configure_session(SparkSession.builder.remote(cfg.spark.remote).getOrCreate())
+        spark.conf.set("spark.sql.shuffle.partitions", str(cfg.spark.shuffle_partitions))
+        log.info("spark connect session %s on %s", app_name, cfg.spark.remote)
+        return spark
     builder = (
         SparkSession.builder.appName(app_name)
         .config("spark.sql.shuffle.partitions", str(cfg.spark.shuffle_partitions))

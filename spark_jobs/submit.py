@@ -34,10 +34,9 @@ def submitted_stats(stdout: str) -> dict:
 
 def submit_command(cfg: EncoreConfig, run_date: str | dt.date, jobs: tuple[str, ...] = ()) -> list[str]:
     """argv for spark-submit against ``cfg.spark.master`` (the driver imports the installed package)."""
-    spark_submit = Path(sys.executable).with_name("spark-submit")
     java_options = driver_java_options(cfg, run_date)  # UTC, the JIT for the input size, spark.java_options
     args = [
-        str(spark_submit if spark_submit.exists() else "spark-submit"),
+        spark_submit_path(),
         "--master", cfg.spark.master,
         "--driver-memory", cfg.spark.driver_memory,
         "--conf", f"spark.driver.extraJavaOptions={java_options}",
@@ -51,6 +50,12 @@ def submit_command(cfg: EncoreConfig, run_date: str | dt.date, jobs: tuple[str, 
     for job in jobs:
         args += ["--job", job]
     return args
+
+
+def spark_submit_path() -> str:
+    """This venv's spark-submit (pip-installed pyspark), else the one on PATH."""
+    spark_submit = Path(sys.executable).with_name("spark-submit")
+    return str(spark_submit if spark_submit.exists() else "spark-submit")
 
 
 def submit_env(cfg: EncoreConfig) -> dict[str, str]:

@@ -33,3 +33,11 @@ def test_partition_bytes_sums_files_of_dates_in_range(cfg):
     assert lake.partition_bytes(cfg, "t", "2026-10-05", "2026-10-06") == sizes["2026-10-05"] + sizes["2026-10-06"]
     assert lake.partition_bytes(cfg, "t", "2026-10-07", "2026-10-09") == 0
     assert lake.partition_bytes(cfg, "missing", "2026-10-01", "2026-10-09") == 0
+
+
+def test_path_exists_for_files_and_directories(cfg, tmp_path):
+    assert not lake.path_exists(cfg.lake_path("events_clean"))
+    lake.write_partition(cfg, "events_clean", "2026-10-01", pa.table({"x": [1]}))
+    assert lake.path_exists(cfg.lake_path("events_clean"))
+    assert lake.path_exists(cfg.lake_path("events_clean", "2026-10-01") + "/part-0.parquet")
+    assert not lake.path_exists(str(tmp_path / "nowhere"))

@@ -8,6 +8,10 @@ midnight), u_pool (a skipped item later consumed), u_none (no hard negatives).
 from __future__ import annotations
 
 import datetime as dt
+import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -15,7 +19,7 @@ import pytest
 from pyspark.sql import SparkSession
 
 from encore import lake
-from encore.config import load_config
+from encore.config import ConfigError, load_config
 from fixtures.spark.clean_events import event, write_clean_events
 from spark_jobs.duckdb_reference import build_phns_pools_duckdb, build_sequences_duckdb, build_sessionized_duckdb
 from spark_jobs.phns_pools import pool_and_negative_stats
@@ -394,3 +398,49 @@ def test_spark_submit_writes_what_the_in_process_run_writes(stats, cfg, tmp_path
     # the dates before D in the lookback window were sessionized too, as in-process nights do
     assert result["history_sessionized_dates"] == 2 and lake.partition_dates(submitted, "sessionized_events") == [
         "2026-10-03", D_PREV, D]
+
+
+def test_spark_connect_writes_what_the_in_process_run_writes(stats, cfg, tmp_path):
+    """spark.mode = connect: the nightly task is a client of a standing Spark Connect server."""
+    from spark_jobs.connect_server import free_port, start_server, stop_server
+
+    port = free_port()
+    server_cfg = load_config(environ={}, paths={"home": str(tmp_path)},
+                             spark={"master": "local[1]", "driver_memory": "1g"})
+    server = start_server(server_cfg, port, tmp_path / "connect-server.log")
+    try:
+        connected = load_config(
+            environ={}, paths={"home": str(tmp_path)}, **FIXTURE_SETTINGS,
+            spark={"mode": "connect", "remote": f"sc://localhost:{port}", "shuffle_partitions": 2},
+        )
+        write_clean_events(connected, EVENTS)
+        # its own process: a Connect session switches pyspark to Connect mode process-wide
+        client = ("import json; from encore.config import load_config; from encore.nightly import spark_jobs; "
+                  f"print(json.dumps(spark_jobs(load_config(), '{D}'), default=str))")
+        done = subprocess.run([sys.executable, "-c", client], env={**os.environ, **connected.env()},
+                              stdout=subprocess.PIPE, text=True, check=True)
+        result = json.loads(done.stdout.strip().splitlines()[-1])
+    finally:
+        stop_server(server)
+    for job in ("sessionize", "sequences", "phns_pools"):
+        assert {k: v for k, v in result[job].items() if "seconds" not in k} == {
+            k: v for k, v in stats[job].items() if "seconds" not in k}
+    for table in ("sessionized_events", "sequences", "phns_pools", "phns_negatives"):
+        assert sorted(read(connected, table), key=repr) == sorted(read(cfg, table), key=repr)
+    assert result["history_sessionized_dates"] == 2
+
+
+def test_connect_mode_needs_a_spark_connect_url():
+    with pytest.raises(ConfigError, match="spark.remote must be a Spark Connect URL"):
+        load_config(environ={}, spark={"mode": "connect"})
+    with pytest.raises(ConfigError, match="spark.remote must be a Spark Connect URL"):
+        load_config(environ={}, spark={"mode": "connect", "remote": "localhost:15002"})
+
+
+def test_reading_a_lake_without_clean_events_names_the_path(spark, tmp_path):
+    from spark_jobs.lake import read_clean_events
+
+    empty = load_config(environ={}, paths={"home": str(tmp_path)})
+    day = dt.date.fromisoformat(D)
+    with pytest.raises(FileNotFoundError, match=f"no clean events at {empty.lake_path('events_clean')}"):
+        read_clean_events(spark, empty, day, day)

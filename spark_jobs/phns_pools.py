@@ -22,6 +22,7 @@ user's items (no users x items cross join), and samples are slices of hash-sorte
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import logging
 import time
 from dataclasses import dataclass
@@ -119,7 +120,7 @@ def build_user_pools(
     enumerated = F.expr(f"{n_draws} >= {n_items}")
     return per_user.select(
         "user_id",
-        F.expr(f"transform(slice(sort_array(hard_feedback), 1, {size}), h -> h.item_id)").alias("hard"),
+        F.expr(f"slice(sort_array(hard_feedback), 1, {size}).item_id").alias("hard"),
         F.array_except(_string_array(pools.trending), "seen").alias("trending"),
         F.array_except(_string_array(pools.tailing), "seen").alias("tailing"),
         F.when(enumerated, F.expr(f"array_except(sequence(0L, {n_items - 1}L), seen_idx)"))
@@ -130,12 +131,16 @@ def build_user_pools(
 
 
 def pool_rows(user_pools: DataFrame) -> DataFrame:
-    """PHNS_POOL rows: pool_rank is the 1-based position in the user's pool array."""
-    ranked = F.concat(
-        *(F.expr(f"transform({pool}, (item, i) -> named_struct('pool', '{pool}', 'item_id', item, 'pool_rank', i + 1))")
-          for pool in POOLS)
-    )
-    return user_pools.select("user_id", F.explode(ranked).alias("p")).select("user_id", "p.pool", "p.item_id", "p.pool_rank")
+    """PHNS_POOL rows: pool_rank is the 1-based position in the user's pool array.
+
+    One compiled posexplode per pool (a transform lambda building a struct per item is interpreted).
+    """
+    per_pool = [
+        user_pools.select("user_id", F.lit(pool).alias("pool"), F.posexplode(pool).alias("rank0", "item_id"))
+        .select("user_id", "pool", "item_id", (F.col("rank0") + 1).alias("pool_rank"))
+        for pool in POOLS
+    ]
+    return functools.reduce(DataFrame.unionByName, per_pool)
 
 
 def mix_quotas(user_pools: DataFrame, cfg: EncoreConfig) -> DataFrame:

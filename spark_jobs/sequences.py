@@ -58,12 +58,13 @@ def build_user_sequences(sessionized: DataFrame, cfg: EncoreConfig) -> DataFrame
         "*",
         F.expr("filter(sequence(0, size(events) - 1), i -> NOT events[i].is_skip)").alias("positive_idx"),
     )
+    # events.<field>: one field of every element, compiled (a transform lambda is interpreted per element)
     return with_positions.select(
         "user_id",
-        F.expr("transform(events, e -> e.item_id)").alias("item_ids"),
-        F.expr("transform(events, e -> e.is_skip)").alias("is_skip"),
-        F.expr("transform(events, e -> e.engagement)").alias("completion"),
-        F.expr("transform(events, e -> e.ts)").alias("ts"),
+        F.col("events.item_id").alias("item_ids"),
+        F.col("events.is_skip").alias("is_skip"),
+        F.col("events.engagement").alias("completion"),
+        F.col("events.ts").alias("ts"),
         F.expr("CAST(try_element_at(positive_idx, -2) AS INT)").alias("valid_idx"),
         F.expr("CAST(try_element_at(positive_idx, -1) AS INT)").alias("test_idx"),
         "n_events",

@@ -154,26 +154,26 @@ def spark_settings(driver_memory: str) -> dict[str, str]:
 
 def measure(
     engine: str, home: str, run_date: str, driver_memory: str, recording: Path | None = None, repeats: int = 1,
-    connect: tuple[str, psutil.Process] | None = None,
+    server: tuple[str, subprocess.Popen] | None = None,
 ) -> dict:
     """Run one engine in a subprocess; wall time and peak RSS of its whole process tree.
 
     With ``recording`` (Spark only) the JVM writes a Flight Recorder recording there, summarised
-    by operator in the result (``cpu_by_operator``). With ``connect`` (URL, server process) the
-    Spark jobs run as a client of that Spark Connect server, whose memory counts too.
+    by operator in the result (``cpu_by_operator``). With ``server`` (URL, process) the Spark
+    jobs run as a client of that Spark Connect server, whose memory counts too.
     """
     env = dict(os.environ, ENCORE_HOME=home, **spark_settings(driver_memory))
     if recording is not None:
         env["ENCORE__SPARK__JAVA_OPTIONS"] = f"-XX:StartFlightRecording=filename={recording},settings=profile"
-    if connect is not None:
-        env.update(ENCORE__SPARK__MODE="connect", ENCORE__SPARK__REMOTE=connect[0])
+    if server is not None:
+        env.update(ENCORE__SPARK__MODE="connect", ENCORE__SPARK__REMOTE=server[0])
     out_dir = str(Path(home) / f"out_{engine}")
     cmd = [sys.executable, "-m", "spark_jobs.bench", "--engine", engine, "--run-date", run_date, "--out", out_dir,
            "--repeats", str(repeats)]
     began = time.monotonic()
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, text=True)
     peak = 0
-    roots = [psutil.Process(proc.pid)] + ([connect[1]] if connect else [])
+    roots = [psutil.Process(proc.pid)] + ([psutil.Process(server[1].pid)] if server else [])
 
     def sample() -> None:
         nonlocal peak
@@ -318,9 +318,8 @@ def main() -> None:
                 recording = args.profile / f"spark-{n_events}.jfr" if args.profile and engine == "spark" else None
                 server = start_bench_server(home, args.driver_memory) if args.spark_connect and engine == "spark" else None
                 try:
-                    connect = (server[0], psutil.Process(server[1].pid)) if server else None
                     result = measure(engine, home, data["run_date"], args.driver_memory, recording, args.repeats,
-                                     connect)
+                                     server)
                 finally:
                     if server:
                         stop_server(server[1])

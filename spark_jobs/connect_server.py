@@ -33,14 +33,15 @@ def server_command(cfg: EncoreConfig, port: int = DEFAULT_PORT) -> list[str]:
     Its JIT is ``jit_mode``'s choice for an unknown input (``hot`` under ``auto``): a
     long-lived server runs large and small nights alike.
     """
+    java_options = driver_java_options(cfg, None)
     return [
         spark_submit_path(),
         "--class", SERVER_CLASS,
         "--name", "encore-spark-connect",
         "--master", cfg.spark.master,
         "--driver-memory", cfg.spark.driver_memory,
-        "--conf", f"spark.driver.extraJavaOptions={driver_java_options(cfg, None)}",
-        "--conf", f"spark.executor.extraJavaOptions={driver_java_options(cfg, None)}",
+        "--conf", f"spark.driver.extraJavaOptions={java_options}",
+        "--conf", f"spark.executor.extraJavaOptions={java_options}",
         "--conf", f"spark.connect.grpc.binding.port={port}",
         "--conf", "spark.ui.showConsoleProgress=false",
         "spark-internal",  # no application file: the server class is on Spark's classpath

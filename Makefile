@@ -17,11 +17,11 @@ install: $(VENV)/.installed
 
 ## Generate the embedded dataset (if absent), ingest history, run the nightly DAG for 3 dates, print results.
 run: install
-	$(PY) -m encore.cli run
+	$(PY) -m encore run
 
 ## Run the nightly DAG for every date in [START, END] in order, e.g. make backfill START=2026-10-25 END=2026-10-27
 backfill: install
-	$(PY) -m encore.cli backfill --start $(START) --end $(END)
+	$(PY) -m encore backfill --start $(START) --end $(END)
 
 test: install
 	$(PY) -m pytest
@@ -36,12 +36,12 @@ bench: bench-spark bench-nightly bench-training
 
 bench-spark: install
 	mkdir -p bench_results
-	$(PY) -m spark_jobs.bench --events 1000000 10000000 --repeats 2 --out bench_results/spark.json
+	$(PY) -m benchmarks.spark_bench --events 1000000 10000000 --repeats 2 --out bench_results/spark.json
 
 ## Wall time per task of one nightly run (from Airflow) on the default data and on 10x the users (events).
 bench-nightly: install
 	mkdir -p bench_results
-	$(PY) -m encore.bench_nightly --scales 1 10 --out bench_results/nightly.json
+	$(PY) -m benchmarks.nightly_bench --scales 1 10 --out bench_results/nightly.json
 
 # RecBole lives in its own venv: it is a benchmark peer, not a runtime dependency.
 .venv-bench/.installed:
@@ -51,20 +51,20 @@ bench-nightly: install
 
 bench-training: install .venv-bench/.installed
 	mkdir -p bench_results
-	$(PY) -m training.bench --dataset ml-100k --epochs 60 --recbole-epochs 12 --patience 5 --encore-prediction-layer --out bench_results/training.json
+	$(PY) -m benchmarks.training_bench --dataset ml-100k --epochs 60 --recbole-epochs 12 --patience 5 --encore-prediction-layer --out bench_results/training.json
 
 ## Model experiments (mean +- std over 3 seeds), tables printed and saved under bench_results/.
 experiments: install
 	mkdir -p bench_results
-	$(PY) -m training.experiments --dataset ml-100k --seeds 0 1 2 --epochs 5 --patience 2 --batch-size 64 --loss full_softmax --out bench_results/experiments_ml-100k.json
-	$(PY) -m training.experiments --dataset synthetic_music --seeds 0 1 2 --epochs 5 --patience 2 --batch-size 64 --loss full_softmax --n-users 600 --n-days 14 --out bench_results/experiments_synthetic_music.json
-	$(PY) -m training.experiments_smoe --dataset video --seeds 0 1 2 --epochs 5
-	$(PY) -m training.experiments_smoe --dataset ml-100k --seeds 0 1 2 --epochs 5
-	$(PY) -m training.leaderboard --dataset ml-100k --seeds 0 1 2
-	$(PY) -m training.leaderboard --dataset synthetic_music --seeds 0 1 2
+	$(PY) -m benchmarks.experiments --dataset ml-100k --seeds 0 1 2 --epochs 5 --patience 2 --batch-size 64 --loss full_softmax --out bench_results/experiments_ml-100k.json
+	$(PY) -m benchmarks.experiments --dataset synthetic_music --seeds 0 1 2 --epochs 5 --patience 2 --batch-size 64 --loss full_softmax --n-users 600 --n-days 14 --out bench_results/experiments_synthetic_music.json
+	$(PY) -m benchmarks.experiments_smoe --dataset video --seeds 0 1 2 --epochs 5
+	$(PY) -m benchmarks.experiments_smoe --dataset ml-100k --seeds 0 1 2 --epochs 5
+	$(PY) -m benchmarks.leaderboard --dataset ml-100k --seeds 0 1 2
+	$(PY) -m benchmarks.leaderboard --dataset synthetic_music --seeds 0 1 2
 
 docs: install
-	$(PY) -c "from encore.config import load_config; from encore.dbt_runner import dbt_docs; print(dbt_docs(load_config()))"
+	$(PY) -c "from encore.core.config import load_config; from encore.features.dbt_runner import dbt_docs; print(dbt_docs(load_config()))"
 
 clean:
 	rm -rf $(ENCORE_HOME) bench_results

@@ -7,7 +7,7 @@ analyst marts → report.
 
 Every task reads its inputs from the lake / warehouse / MLflow and writes its
 outputs there (only small summaries travel through XCom), so any task can be
-cleared and re-run alone for a date. The work itself lives in ``encore.nightly``.
+cleared and re-run alone for a date. The work itself lives in ``encore.nightly.stages``.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import datetime as dt
 
 from airflow.sdk import Asset, Param, dag, get_current_context, task
 
-from encore import nightly
+from encore.nightly import stages as nightly
 
 RECOMMENDATIONS = Asset("duckdb://encore/main/recommendations")
 DEFAULTS = nightly.config()  # param defaults follow the config (ENCORE_CONFIG / ENCORE__* env)

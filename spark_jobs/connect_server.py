@@ -18,7 +18,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from encore.config import EncoreConfig, load_config
+from encore.core.config import EncoreConfig, load_config
 from spark_jobs.session import driver_java_options
 from spark_jobs.submit import spark_submit_path, submit_env
 

@@ -9,9 +9,9 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.types import StructType
 
-from encore.config import EncoreConfig
-from encore.contracts import CLEAN_EVENT, Column, spark_ddl
-from encore.lake import partition_dates, path_exists
+from encore.core.config import EncoreConfig
+from encore.core.contracts import CLEAN_EVENT, Column, spark_ddl
+from encore.core.lake import partition_dates, path_exists
 
 log = logging.getLogger(__name__)
 

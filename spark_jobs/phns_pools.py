@@ -32,8 +32,8 @@ import pyarrow as pa
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from encore.config import EncoreConfig, load_config
-from encore.contracts import PHNS_NEGATIVE, PHNS_POOL
+from encore.core.config import EncoreConfig, load_config
+from encore.core.contracts import PHNS_NEGATIVE, PHNS_POOL
 from spark_jobs.lake import lookback_window, write_partition
 from spark_jobs.session import configure_session, get_spark
 from spark_jobs.sessionize import build_sessionized, parse_run_date

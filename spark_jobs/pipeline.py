@@ -9,9 +9,9 @@ import time
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
-from encore.config import EncoreConfig
-from encore.contracts import SESSIONIZED_EVENT
-from encore.lake import partition_dates
+from encore.core.config import EncoreConfig
+from encore.core.contracts import SESSIONIZED_EVENT
+from encore.core.lake import partition_dates
 from spark_jobs.lake import (
     contract_schema,
     lookback_window,

@@ -8,8 +8,8 @@ import os
 
 from pyspark.sql import SparkSession
 
-from encore.config import EncoreConfig
-from encore.lake import partition_bytes
+from encore.core.config import EncoreConfig
+from encore.core.lake import partition_bytes
 from spark_jobs.lake import lookback_window
 
 log = logging.getLogger(__name__)
@@ -75,7 +75,7 @@ def jit_mode(cfg: EncoreConfig, run_date: str | dt.date | None) -> str:
     saves (about a third of the default nightly on 2 cores). On large inputs C2's faster code
     wins (at 10M events C1 only ran every stage 2.1x slower), but with the JVM's default
     thresholds (``full``) C2 also compiles the planner and code generator: at 10M events the
-    JIT threads spent 173 s compiling on one core (Flight Recorder, ``spark_jobs.bench
+    JIT threads spent 173 s compiling on one core (Flight Recorder, ``benchmarks.spark_bench
     --profile``). ``hot`` leaves that code to C1: on one core the 10M jobs took 215.7 s against
     233.8 s ``full``; on two cores they take as long (README, Spark vs DuckDB).
     ``auto`` takes ``quick`` up to ``spark.quick_jit_max_mb`` of clean events read, ``hot`` above.

@@ -17,8 +17,8 @@ import time
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from encore.config import EncoreConfig, load_config
-from encore.contracts import SESSIONIZED_EVENT, completion_sql, label_sql
+from encore.core.config import EncoreConfig, load_config
+from encore.core.contracts import SESSIONIZED_EVENT, completion_sql, label_sql
 from spark_jobs.lake import lookback_window, read_clean_events, write_partition
 from spark_jobs.session import configure_session, get_spark
 

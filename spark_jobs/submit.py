@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pyspark
 
-from encore.config import EncoreConfig, load_config
+from encore.core.config import EncoreConfig, load_config
 from spark_jobs.session import driver_java_options
 
 SUBMIT_SCRIPT = Path(__file__).resolve()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from encore.config import load_config
+from encore.core.config import load_config
 
 
 @pytest.fixture

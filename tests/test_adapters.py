@@ -8,10 +8,10 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 
-from encore import adapters
-from encore.adapters import AdapterError, land_events, read_generic, read_lastfm1k, read_movielens, read_mssd
-from encore.config import load_config
-from encore.contracts import LANDING_EVENT, arrow_schema
+from encore.ingest import adapters
+from encore.ingest.adapters import AdapterError, land_events, read_generic, read_lastfm1k, read_movielens, read_mssd
+from encore.core.config import load_config
+from encore.core.contracts import LANDING_EVENT, arrow_schema
 
 FIXTURES = Path(__file__).parent / "fixtures" / "adapters"
 UTC = dt.timezone.utc

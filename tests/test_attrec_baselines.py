@@ -14,7 +14,7 @@ from training.evaluation import evaluate_model
 from training.losses import pairwise_hinge_loss
 from training.models import build_model
 from training.models.attrec import AttRec, AttRecConfig, HingeObjective
-from training.toy_data import toy_sequence_table
+from toy_data import toy_sequence_table
 from training.trainer import Trainer, TrainSettings
 
 

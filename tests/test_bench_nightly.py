@@ -6,7 +6,7 @@ import sqlite3
 
 import pytest
 
-from encore.bench_nightly import check_targets, markdown, read_task_instances, task_seconds
+from benchmarks.nightly_bench import check_targets, markdown, read_task_instances, task_seconds
 
 RUN = "manual__2026-11-23T10:44:43+00:00"
 OLDER_RUN = "manual__2026-11-22T09:00:00+00:00"  # an earlier run of the same date: ignored

@@ -1,6 +1,6 @@
 import pytest
 
-from encore.config import ConfigError, default_run_dates, load_config
+from encore.core.config import ConfigError, default_run_dates, load_config
 
 
 def test_paths_derive_from_home(tmp_path):

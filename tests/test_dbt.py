@@ -18,9 +18,9 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
-from encore import contracts
-from encore.config import load_config
-from encore.dbt_runner import ANALYST, FEATURES, DbtBuildError, dbt_build, dbt_docs, project_dir
+from encore.core import contracts
+from encore.core.config import load_config
+from encore.features.dbt_runner import ANALYST, FEATURES, DbtBuildError, dbt_build, dbt_docs, project_dir
 
 FIXTURES = Path(__file__).parent / "fixtures" / "dbt"
 D = "2026-10-08"

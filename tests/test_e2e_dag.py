@@ -10,9 +10,9 @@ from __future__ import annotations
 import duckdb
 import pytest
 
-from encore import lake
-from encore.cli import bootstrap_history, generate, run_dates
-from encore.config import load_config
+from encore.core import lake
+from encore.nightly.cli import bootstrap_history, generate, run_dates
+from encore.core.config import load_config
 
 pytestmark = pytest.mark.slow
 

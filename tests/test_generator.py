@@ -6,9 +6,9 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 
-from encore import generator
-from encore.config import load_config
-from encore.contracts import ITEM_CATALOG, LANDING_EVENT, arrow_schema
+from encore.ingest import generator
+from encore.core.config import load_config
+from encore.core.contracts import ITEM_CATALOG, LANDING_EVENT, arrow_schema
 
 DAY = dt.date(2026, 10, 1)
 

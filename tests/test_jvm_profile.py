@@ -1,4 +1,4 @@
-"""CPU samples of a Flight Recorder recording grouped by Spark operator (spark_jobs.jvm_profile)."""
+"""CPU samples of a Flight Recorder recording grouped by Spark operator (benchmarks.jvm_profile)."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import subprocess
 
 import pytest
 
-from spark_jobs.bench import markdown
-from spark_jobs.jvm_profile import (
+from benchmarks.spark_bench import markdown
+from benchmarks.jvm_profile import (
     GENERATED_CODE,
     OTHER,
     frame_names,

@@ -3,7 +3,7 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 
-from encore import lake
+from encore.core import lake
 
 
 def test_write_partition_replaces_only_that_date(cfg):

@@ -5,9 +5,10 @@ import datetime as dt
 import pyarrow as pa
 import pytest
 
-from encore import lake, nightly
-from encore.contracts import RECOMMENDATION, SEQUENCE, arrow_schema
-from encore.warehouse import connect, publish_recommendations
+from encore.core import lake
+from encore.nightly import stages as nightly
+from encore.core.contracts import RECOMMENDATION, SEQUENCE, arrow_schema
+from encore.core.warehouse import connect, publish_recommendations
 from validations.gx import ValidationFailed
 
 

@@ -3,7 +3,7 @@
 import pytest
 from mlflow import MlflowClient
 
-from encore import lake
+from encore.core import lake
 from training.promotion import current_champion, decide, promote
 
 

@@ -7,9 +7,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from encore import lake
-from encore.ingest import ingest_day
-from validations.raw_events import RawFileError, read_landing_file
+from encore.core import lake
+from encore.ingest.daily import ingest_day
+from encore.core.errors import RawFileError
+from encore.ingest.landing import read_landing_file
 
 FIXTURE = Path(__file__).parent / "fixtures" / "raw" / "bad_rows.csv"
 DAY = "2026-10-05"

@@ -5,7 +5,7 @@ import datetime as dt
 import pyarrow as pa
 import pytest
 
-from encore.contracts import RECOMMENDATION, arrow_schema
+from encore.core.contracts import RECOMMENDATION, arrow_schema
 from validations.gx import ValidationFailed
 from validations.recommendations import validate_recommendations
 

@@ -28,7 +28,7 @@ from training.models import build_model
 from training.models.smoe_bst import PairHead
 from training.multitask import MultiTaskObjective
 from training.phns import PhnsPools, PhnsSampler, pool_composition
-from training.toy_data import toy_sequence_table
+from toy_data import toy_sequence_table
 from training.trainer import Trainer, TrainSettings, seed_everything
 
 SMALL = dict(hidden=32, layers=1, heads=2, dropout=0.0, max_seq_len=16)

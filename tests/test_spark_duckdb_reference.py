@@ -6,8 +6,8 @@ import datetime as dt
 
 import pyarrow as pa
 
-from encore.config import load_config
-from spark_jobs.duckdb_reference import build_sequences_duckdb, build_sessionized_duckdb
+from encore.core.config import load_config
+from benchmarks.duckdb_reference import build_sequences_duckdb, build_sessionized_duckdb
 
 
 def raw_events(rows: list[tuple[str, str, str, float]]) -> pa.Table:
@@ -53,7 +53,7 @@ def test_sessionized_targets_skip_over_skipped_items():
 
 
 def test_bench_ratios_compare_the_work_both_engines_do():
-    from spark_jobs.bench import ratios
+    from benchmarks.spark_bench import ratios
 
     results = [
         {"engine": "duckdb", "events": 1000, "job_seconds": 10.0, "stage_seconds": {"sessionize": 6.0},

@@ -18,10 +18,10 @@ import pyarrow.parquet as pq
 import pytest
 from pyspark.sql import SparkSession
 
-from encore import lake
-from encore.config import ConfigError, load_config
+from encore.core import lake
+from encore.core.config import ConfigError, load_config
 from fixtures.spark.clean_events import event, write_clean_events
-from spark_jobs.duckdb_reference import build_phns_pools_duckdb, build_sequences_duckdb, build_sessionized_duckdb
+from benchmarks.duckdb_reference import build_phns_pools_duckdb, build_sequences_duckdb, build_sessionized_duckdb
 from spark_jobs.phns_pools import pool_and_negative_stats
 from spark_jobs.pipeline import backfill_sessionized, run_all
 from spark_jobs.session import driver_java_options, jit_mode
@@ -381,7 +381,7 @@ def test_driver_java_options_add_the_configured_ones(cfg):
 
 def test_spark_submit_writes_what_the_in_process_run_writes(stats, cfg, tmp_path):
     """spark.mode = submit: the nightly task launches spark-submit (a new driver JVM) on spark_jobs/submit.py."""
-    from encore.nightly import spark_jobs
+    from encore.nightly.stages import spark_jobs
 
     submitted = load_config(
         environ={}, paths={"home": str(tmp_path)}, **FIXTURE_SETTINGS,
@@ -415,7 +415,7 @@ def test_spark_connect_writes_what_the_in_process_run_writes(stats, cfg, tmp_pat
         )
         write_clean_events(connected, EVENTS)
         # its own process: a Connect session switches pyspark to Connect mode process-wide
-        client = ("import json; from encore.config import load_config; from encore.nightly import spark_jobs; "
+        client = ("import json; from encore.core.config import load_config; from encore.nightly.stages import spark_jobs; "
                   f"print(json.dumps(spark_jobs(load_config(), '{D}'), default=str))")
         done = subprocess.run([sys.executable, "-c", client], env={**os.environ, **connected.env()},
                               stdout=subprocess.PIPE, text=True, check=True)

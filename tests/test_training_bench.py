@@ -5,7 +5,7 @@ from __future__ import annotations
 import pyarrow as pa
 import pytest
 
-from training.bench import write_recbole_inter
+from benchmarks.training_bench import write_recbole_inter
 from training.data import SequenceData
 
 
@@ -28,7 +28,7 @@ def test_recbole_inter_stops_at_our_test_target(tmp_path):
 
 
 def test_training_flops_count_layers_attention_and_logits():
-    from training.bench import sasrec_training_flops
+    from benchmarks.training_bench import sasrec_training_flops
 
     # d=2, 1 layer, max_len 3, 5 items: per token 2*(12*4 + 2*3*2) = 120, per target 2*2*5 = 20
     assert sasrec_training_flops(tokens=10, targets=4, hidden=2, layers=1, max_len=3, n_items=5) == 3 * (1200 + 80)
@@ -36,7 +36,7 @@ def test_training_flops_count_layers_attention_and_logits():
 
 
 def test_bf16_peak_by_gpu_name():
-    from training.bench import bf16_peak_flops
+    from benchmarks.training_bench import bf16_peak_flops
 
     assert bf16_peak_flops("NVIDIA H100 80GB HBM3") == 989.4e12
     assert bf16_peak_flops("NVIDIA H100 PCIe") == 756.0e12
@@ -46,7 +46,7 @@ def test_bf16_peak_by_gpu_name():
 
 
 def test_benchmark_table_reports_share_of_peak_on_gpu_only():
-    from training.bench import markdown, model_flops_utilization
+    from benchmarks.training_bench import markdown, model_flops_utilization
 
     common = {"train_sequences_per_epoch": 100, "train_targets_per_epoch": 400, "train_tokens_per_epoch": 500,
               "epochs_run": 3, "peak_rss_mb": 900.0, "test_ours": {"ndcg@10": 0.1}}
@@ -65,7 +65,7 @@ def test_benchmark_table_reports_share_of_peak_on_gpu_only():
 def test_cuda_request_without_a_gpu_is_refused(monkeypatch, capsys):
     import torch
 
-    from training.bench import main
+    from benchmarks.training_bench import main
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     with pytest.raises(SystemExit) as exited:

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from training.data import SequenceData
-from training.experiments import aggregate, check_claims, markdown_table, mean_std, run_grid, verdicts
-from training.toy_data import toy_sequence_table
+from benchmarks.experiments import aggregate, check_claims, markdown_table, mean_std, run_grid, verdicts
+from toy_data import toy_sequence_table
 
 
 def test_mean_std_uses_sample_std_and_ignores_nan():
@@ -73,7 +73,7 @@ def test_toy_grid_trains_tracks_and_aggregates(cfg):
 def test_finished_seeds_are_reused_only_with_identical_settings(tmp_path):
     import json
 
-    from training.experiments import reusable_runs
+    from benchmarks.experiments import reusable_runs
 
     runs = run_grid(None, None, "toy", seeds=[0, 1], variants=["sasrec", "bert4rec"], train_fn=_fake_train,
                     log=lambda _: None)

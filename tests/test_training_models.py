@@ -14,7 +14,7 @@ from training.evaluation import evaluate_model
 from training.losses import NegativeSampler, full_softmax_loss, sampled_softmax_loss, skip_infonce_loss
 from training.metrics import candidate_ranks, metrics_from_ranks, ranks_of_all, target_ranks
 from training.models import BERT4Rec, BERT4RecConfig, SASRec, SASRecConfig, build_model
-from training.toy_data import toy_sequence_table
+from toy_data import toy_sequence_table
 
 
 def hand_table() -> pa.Table:

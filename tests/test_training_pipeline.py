@@ -7,12 +7,12 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
-from encore.config import ConfigError
-from encore.contracts import MODEL_RUN, arrow_schema
+from encore.core.config import ConfigError
+from encore.core.contracts import MODEL_RUN, arrow_schema
 from training.data import SequenceData
 from training.inference import load_model_for_inference, recommend_for_users, recommend_top_k
 from training.models import build_model
-from training.toy_data import toy_sequence_table
+from toy_data import toy_sequence_table
 from training.trainer import Trainer, TrainSettings, seed_everything
 
 SMALL = dict(hidden=32, layers=1, heads=2, dropout=0.1, max_seq_len=16)
@@ -63,7 +63,7 @@ def test_early_stopping_and_bad_settings(toy):
     with pytest.raises(ConfigError, match="contrastive"):
         settings(contrastive="both").validate()
     with pytest.raises(ConfigError, match="unknown training setting"):
-        from encore.config import TrainingConfig
+        from encore.core.config import TrainingConfig
 
         TrainSettings.from_config(TrainingConfig(), epoch=3)
     seed_everything(0)

@@ -5,9 +5,9 @@ import datetime as dt
 import pyarrow as pa
 import pytest
 
-from encore import warehouse
-from encore.contracts import RECOMMENDATION, arrow_schema
-from encore.warehouse import PublishError, connect, publish_recommendations
+from encore.core import warehouse
+from encore.core.contracts import RECOMMENDATION, arrow_schema
+from encore.core.warehouse import PublishError, connect, publish_recommendations
 
 
 def _recs(run_date: str, users=("u1", "u2"), k=3, model_version="1") -> pa.Table:

@@ -29,10 +29,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import torch
 
-from encore import lake
-from encore.config import EncoreConfig
-from encore.contracts import RECOMMENDATION, arrow_schema
-from encore.warehouse import connect
+from encore.core import lake
+from encore.core.config import EncoreConfig
+from encore.core.contracts import RECOMMENDATION, arrow_schema
+from encore.core.warehouse import connect
 from training.data import SequenceData
 from training.inference import InferenceBundle, load_model_for_inference, recommend_top_k
 from training.promotion import champion_for_date

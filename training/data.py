@@ -41,7 +41,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import torch
 
-from encore.config import EncoreConfig
+from encore.core.config import EncoreConfig
 
 PAD_ID = 0
 SPLITS = ("train", "valid", "test", "inference")

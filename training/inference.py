@@ -16,7 +16,7 @@ import numpy as np
 import pyarrow as pa
 import torch
 
-from encore.config import EncoreConfig
+from encore.core.config import EncoreConfig
 from training.data import ItemVocab, SequenceBatch, SequenceData, history_mask
 from training.models import MODELS
 from training.user_features import attach_users

@@ -16,7 +16,7 @@ import logging
 
 import torch
 
-from encore.config import EncoreConfig
+from encore.core.config import EncoreConfig
 from training.data import PAD_ID, SequenceBatch, SequenceData, iterate_batches
 from training.evaluation import evaluate_candidates
 from training.losses import MultiTaskSettings, gate_entropy, smoe_bst_loss

@@ -25,8 +25,8 @@ import numpy as np
 import pyarrow as pa
 import torch
 
-from encore import lake
-from encore.config import ConfigError, EncoreConfig
+from encore.core import lake
+from encore.core.config import ConfigError, EncoreConfig
 from training.data import PAD_ID, SequenceBatch, SequenceData
 
 POOLS = ("hard", "trending", "tailing")

@@ -18,8 +18,8 @@ import pyarrow as pa
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
-from encore import lake
-from encore.config import EncoreConfig
+from encore.core import lake
+from encore.core.config import EncoreConfig
 
 log = logging.getLogger(__name__)
 

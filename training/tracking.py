@@ -25,8 +25,8 @@ import torch
 from mlflow import MlflowClient
 from mlflow.models import infer_signature
 
-from encore.config import EncoreConfig
-from encore.contracts import MODEL_RUN, arrow_schema
+from encore.core.config import EncoreConfig
+from encore.core.contracts import MODEL_RUN, arrow_schema
 from training.inference import BUNDLE_FILE, load_bundle, recommend_top_k, save_bundle
 
 EXPERIMENT = "encore"

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import torch
 
-from encore.config import ConfigError, EncoreConfig, load_config
+from encore.core.config import ConfigError, EncoreConfig, load_config
 from training.baselines import BASELINES
 from training.data import SequenceData
 from training.models import MODELS, build_model

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from encore.config import ConfigError, TrainingConfig
+from encore.core.config import ConfigError, TrainingConfig
 from training.data import TRAIN_TARGETS, SequenceData, iterate_batches
 from training.evaluation import autocast_context, evaluate_model
 from training.losses import LossSettings, NegativeSampler, sequence_model_loss

@@ -19,7 +19,7 @@ import duckdb
 import numpy as np
 import pyarrow as pa
 
-from encore.config import EncoreConfig
+from encore.core.config import EncoreConfig
 
 WINDOWS = ("short", "mid", "long")
 LOG_COUNTS = tuple(f"{kind}_{w}" for w in WINDOWS for kind in ("plays", "positives", "sessions", "active_days")) + (
@@ -51,7 +51,7 @@ def user_feature_matrix(table: pa.Table, user_ids: np.ndarray) -> np.ndarray:
 
 def load_user_features(cfg: EncoreConfig, run_date: str | dt.date, user_ids: np.ndarray) -> np.ndarray:
     """The warehouse ``user_features`` rows of ``run_date`` for ``user_ids`` (see module docstring)."""
-    from encore.warehouse import connect
+    from encore.core.warehouse import connect
 
     try:
         with connect(cfg, read_only=True) as con:

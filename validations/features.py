@@ -11,9 +11,9 @@ from __future__ import annotations
 import great_expectations as gx
 import pyarrow.compute as pc
 
-from encore import lake
-from encore.config import EncoreConfig
-from encore.warehouse import connect
+from encore.core import lake
+from encore.core.config import EncoreConfig
+from encore.core.warehouse import connect
 from validations.gx import require, run_suite
 
 

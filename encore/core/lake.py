@@ -10,7 +10,7 @@ import pyarrow.dataset as ds
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-from encore.config import EncoreConfig
+from encore.core.config import EncoreConfig
 
 
 def _fs(uri: str) -> tuple[pafs.FileSystem, str]:

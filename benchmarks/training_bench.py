@@ -2,7 +2,7 @@
 
 CLI::
 
-    python -m training.bench --dataset ml-100k --epochs N [--recbole-epochs M] [--device cuda [--bf16]] \
+    python -m benchmarks.training_bench --dataset ml-100k --epochs N [--recbole-epochs M] [--device cuda [--bf16]] \
         [--out bench_results/training.json] [--recbole-python .venv-bench/bin/python]
 
 Both run as subprocesses (so each peak RSS is its own): Encore in this venv,
@@ -78,7 +78,7 @@ def _peak_rss_mb() -> float:
 def encore_worker(spec: dict) -> dict:
     import torch
 
-    from training.experiments import experiment_config, load_sequences
+    from benchmarks.experiments import experiment_config, load_sequences
     from training.models import build_model
     from training.trainer import Trainer, TrainSettings, seed_everything
 
@@ -362,7 +362,7 @@ def score_recbole_on_our_split(scores_path: str, home: str, max_seq_len: int) ->
     import torch
 
     from training.evaluation import evaluate_model
-    from training.experiments import experiment_config, load_sequences
+    from benchmarks.experiments import experiment_config, load_sequences
 
     cfg = experiment_config(home, max_seq_len, history_len=FULL_HISTORY)
     data, _ = load_sequences("ml-100k", cfg, "user")
@@ -377,7 +377,7 @@ def _run_worker(python: str, name: str, spec: dict, workdir: Path, nice: int) ->
     spec_path, out_path = workdir / f"{name}_spec.json", workdir / f"{name}_result.json"
     spec = {**spec, "result": str(out_path)}
     spec_path.write_text(json.dumps(spec))
-    command = [python, "-m", "training.bench", "--worker", name, "--spec", str(spec_path)]
+    command = [python, "-m", "benchmarks.training_bench", "--worker", name, "--spec", str(spec_path)]
     if nice:
         command = ["nice", "-n", str(nice), *command]
     started = time.perf_counter()
@@ -423,7 +423,7 @@ def markdown(encore: dict, recbole: dict | None) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m training.bench", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.training_bench", description=__doc__.split("\n\n")[0])
     parser.add_argument("--worker", choices=["encore", "recbole"], help=argparse.SUPPRESS)
     parser.add_argument("--spec", help=argparse.SUPPRESS)
     parser.add_argument("--dataset", default="ml-100k", choices=["ml-100k"])
@@ -499,7 +499,7 @@ def main(argv: list[str] | None = None) -> int:
         if result:
             achieved, share = model_flops_utilization(result)
             verdict[f"{name}_model_tflops"], verdict[f"{name}_share_of_bf16_peak"] = achieved / 1e12, share
-    command = "python -m training.bench " + " ".join(argv if argv is not None else sys.argv[1:])
+    command = "python -m benchmarks.training_bench " + " ".join(argv if argv is not None else sys.argv[1:])
     print(f"\n{args.dataset}, SASRec, hidden {hparams['hidden']}, {hparams['layers']} layers, {hparams['heads']} heads, "
           f"max_len {hparams['max_seq_len']}, batch {hparams['batch_size']} (Encore: {hparams['encore_batch_size']} windows), lr {hparams['lr']}, full-softmax CE, "
           f"{args.threads} torch thread(s), CPU:\n")

@@ -11,8 +11,8 @@ from __future__ import annotations
 import logging
 import subprocess
 
-from encore import lake
-from encore.config import EncoreConfig, load_config
+from encore.core import lake
+from encore.core.config import EncoreConfig, load_config
 
 log = logging.getLogger(__name__)
 
@@ -22,7 +22,7 @@ def config(overrides: dict | None = None) -> EncoreConfig:
 
 
 def validate_raw(cfg: EncoreConfig, run_date: str) -> dict:
-    from encore.ingest import ingest_day
+    from encore.ingest.daily import ingest_day
 
     return ingest_day(cfg, run_date)
 
@@ -40,7 +40,7 @@ def spark_jobs(cfg: EncoreConfig, run_date: str) -> dict:
 
 
 def dbt_features(cfg: EncoreConfig, run_date: str) -> dict:
-    from encore.dbt_runner import FEATURES, dbt_build
+    from encore.features.dbt_runner import FEATURES, dbt_build
 
     summary = dbt_build(cfg, run_date, selector=FEATURES)
     return {"counts": summary["counts"], "elapsed_s": summary["elapsed_s"]}
@@ -84,7 +84,7 @@ def batch_inference(cfg: EncoreConfig, run_date: str) -> dict:
 
 
 def validate_recommendations(cfg: EncoreConfig, run_date: str) -> dict:
-    from encore.warehouse import connect
+    from encore.core.warehouse import connect
     from validations.recommendations import validate_recommendations as check
 
     recs = lake.read_partition(cfg, "recommendations_staged", run_date)
@@ -95,20 +95,20 @@ def validate_recommendations(cfg: EncoreConfig, run_date: str) -> dict:
 
 
 def publish(cfg: EncoreConfig, run_date: str) -> dict:
-    from encore.warehouse import publish_recommendations
+    from encore.core.warehouse import publish_recommendations
 
     recs = lake.read_partition(cfg, "recommendations_staged", run_date)
     return {"published_rows": publish_recommendations(cfg, run_date, recs), "warehouse": cfg.paths.warehouse}
 
 
 def dbt_analyst(cfg: EncoreConfig, run_date: str) -> dict:
-    from encore.dbt_runner import ANALYST, dbt_build
+    from encore.features.dbt_runner import ANALYST, dbt_build
 
     summary = dbt_build(cfg, run_date, selector=ANALYST)
     return {"counts": summary["counts"], "elapsed_s": summary["elapsed_s"]}
 
 
 def report(cfg: EncoreConfig, run_date: str) -> dict:
-    from encore.report import build_report
+    from encore.nightly.report import build_report
 
     return {"report": str(build_report(cfg, run_date))}

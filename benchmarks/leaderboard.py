@@ -3,12 +3,12 @@ same split and full-ranking metrics, several seeds -> a markdown leaderboard.
 
 CLI::
 
-    python -m training.leaderboard --dataset synthetic_music|ml-100k --seeds 0 1 2 \
+    python -m benchmarks.leaderboard --dataset synthetic_music|ml-100k --seeds 0 1 2 \
         [--models most_pop most_pop_neg ... attrec attrec_neg sasrec sasrec+cl_item] [--epochs 10] [--out table.md]
 
 Data: ``synthetic_music`` = the generator's dataset for the config; ``ml-100k`` =
 MovieLens-100k (rating <= 2 = negative signal), both turned into sequences by
-``spark_jobs.duckdb_reference`` (test = last positive per user, valid = the one
+``benchmarks.duckdb_reference`` (test = last positive per user, valid = the one
 before). Every run is logged to the MLflow experiment of the sequence models
 (with MODEL_RUN rows, not registered); the table is logged as an artifact of a
 ``leaderboard-<dataset>`` run. Numbers are test-split means ± std over seeds.
@@ -24,7 +24,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from encore.config import EncoreConfig, load_config
+from encore.core.config import EncoreConfig, load_config
 from training.baselines import BASELINES, fit_baseline
 from training.data import SequenceData
 
@@ -33,8 +33,8 @@ COLUMNS = ("hr@10", "ndcg@10", "mrr@10", "skip_mrr")
 
 
 def load_dataset(cfg: EncoreConfig, dataset: str) -> SequenceData:
-    from spark_jobs.duckdb_reference import build_sequences_duckdb
-    from training.datasets import ml100k_events, synthetic_events
+    from benchmarks.duckdb_reference import build_sequences_duckdb
+    from encore.ingest.public_datasets import ml100k_events, synthetic_events
 
     if dataset == "ml-100k":
         events = ml100k_events()
@@ -100,7 +100,7 @@ def leaderboard(cfg: EncoreConfig, dataset: str, seeds: list[int], models: list[
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m training.leaderboard", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.leaderboard", description=__doc__.split("\n\n")[0])
     parser.add_argument("--dataset", required=True, choices=["synthetic_music", "ml-100k"])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--models", nargs="+", default=DEFAULT_MODELS)

@@ -17,8 +17,8 @@ from pathlib import Path
 import duckdb
 import pyarrow as pa
 
-from encore.config import EncoreConfig
-from encore.contracts import CLEAN_EVENT, PHNS_POOL, SEQUENCE, SESSIONIZED_EVENT, completion_sql, label_sql
+from encore.core.config import EncoreConfig
+from encore.core.contracts import CLEAN_EVENT, PHNS_POOL, SEQUENCE, SESSIONIZED_EVENT, completion_sql, label_sql
 from spark_jobs.lake import lookback_window
 from spark_jobs.sequences import MIN_POSITIVES, sequence_length
 

@@ -1,13 +1,13 @@
 """Spark (local[2]) vs DuckDB on the nightly Spark work: sessionize + label, sequences, PHNS pools.
 
-``python -m spark_jobs.bench --events 1000000 10000000 --out bench_results/spark.json [--profile DIR] [--repeats N]``
+``python -m benchmarks.spark_bench --events 1000000 10000000 --out bench_results/spark.json [--profile DIR] [--repeats N]``
 
 For each size: generate synthetic clean events (vectorised numpy, written chunk by chunk
 so memory stays bounded), then run each engine in its own subprocess while sampling the
 RSS of that process tree (the JVM included). Prints a markdown table, writes JSON.
 ``--profile DIR`` also records the Spark JVM with the JDK Flight Recorder (one
 ``spark-<events>.jfr`` per size in DIR) and reports its CPU samples by operator
-(``spark_jobs.jvm_profile``); the recording costs a little time, so profile runs are
+(``benchmarks.jvm_profile``); the recording costs a little time, so profile runs are
 not the ones to quote for speed. ``--repeats N`` runs each engine's job N times in its
 process and also reports the fastest run after the first (``warm``): for Spark, the time a
 warm JVM (a long-lived driver or cluster) spends, without start-up and JIT warm-up.
@@ -33,12 +33,12 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from encore.config import EncoreConfig, load_config
-from encore.contracts import CLEAN_EVENT, arrow_schema
+from encore.core.config import EncoreConfig, load_config
+from encore.core.contracts import CLEAN_EVENT, arrow_schema
 from spark_jobs.connect_server import free_port, start_server, stop_server
-from spark_jobs.jvm_profile import summarize
+from benchmarks.jvm_profile import summarize
 
-log = logging.getLogger("spark_jobs.bench")
+log = logging.getLogger("benchmarks.spark_bench")
 
 N_DAYS = 30
 START = dt.date(2026, 10, 1)
@@ -139,7 +139,7 @@ def run_once(engine: str, cfg: EncoreConfig, run_date: str, out_dir: str) -> dic
         extra = {"spark_mode": cfg.spark.mode,
                  "jvm_jit": "the server's" if cfg.spark.mode == "connect" else jit_mode(cfg, run_date)}
     else:
-        from spark_jobs.duckdb_reference import run_reference
+        from benchmarks.duckdb_reference import run_reference
 
         stats = run_reference(cfg, run_date, out_dir, threads=2)
         stages, rows, extra = stats["stage_seconds"], stats["rows"], {}
@@ -168,7 +168,7 @@ def measure(
     if server is not None:
         env.update(ENCORE__SPARK__MODE="connect", ENCORE__SPARK__REMOTE=server[0])
     out_dir = str(Path(home) / f"out_{engine}")
-    cmd = [sys.executable, "-m", "spark_jobs.bench", "--engine", engine, "--run-date", run_date, "--out", out_dir,
+    cmd = [sys.executable, "-m", "benchmarks.spark_bench", "--engine", engine, "--run-date", run_date, "--out", out_dir,
            "--repeats", str(repeats)]
     began = time.monotonic()
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, text=True)

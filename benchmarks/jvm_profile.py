@@ -1,6 +1,6 @@
 """Where a Spark run's CPU goes, by operator, from a JDK Flight Recorder recording.
 
-``python -m spark_jobs.bench --profile DIR`` starts the Spark driver JVM (local mode: the
+``python -m benchmarks.spark_bench --profile DIR`` starts the Spark driver JVM (local mode: the
 executor threads run in it) with ``-XX:StartFlightRecording`` (``spark.java_options``).
 Here the recording's CPU samples are read with the JDK's ``jfr`` tool and each sample is
 given to the innermost frame that names an operator: Parquet writing, hash aggregation,
@@ -8,7 +8,7 @@ the sort, ... Samples in whole-stage generated code outside those operators (pro
 filters, row copies) form their own group. The samples cover Java threads only, so GC
 pauses and the JIT compiler threads' time are reported beside them.
 
-``python -m spark_jobs.jvm_profile RECORDING.jfr`` prints the table for one recording.
+``python -m benchmarks.jvm_profile RECORDING.jfr`` prints the table for one recording.
 """
 
 from __future__ import annotations

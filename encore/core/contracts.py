@@ -13,7 +13,7 @@ from dataclasses import dataclass, replace
 
 import pyarrow as pa
 
-from encore.config import LabelConfig
+from encore.core.config import LabelConfig
 
 
 @dataclass(frozen=True)
@@ -167,6 +167,11 @@ def _arrow_type(type_name: str) -> pa.DataType:
 
 def arrow_schema(columns: tuple[Column, ...]) -> pa.Schema:
     return pa.schema([pa.field(c.name, _arrow_type(c.type), nullable=c.nullable) for c in columns])
+
+
+def nullable(schema: pa.Schema) -> pa.Schema:
+    """The same schema with every field nullable (landing data before validation)."""
+    return pa.schema([pa.field(f.name, f.type, nullable=True) for f in schema])
 
 
 def spark_ddl(columns: tuple[Column, ...]) -> str:

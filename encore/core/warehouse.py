@@ -9,8 +9,8 @@ from pathlib import Path
 import duckdb
 import pyarrow as pa
 
-from encore.config import EncoreConfig
-from encore.contracts import RECOMMENDATION, RECOMMENDATION_KEY, arrow_schema
+from encore.core.config import EncoreConfig
+from encore.core.contracts import RECOMMENDATION, RECOMMENDATION_KEY, arrow_schema
 
 log = logging.getLogger(__name__)
 

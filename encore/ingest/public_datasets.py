@@ -6,7 +6,7 @@
   wheel: the wheel is fetched once with ``pip download --no-deps`` into
   ``<ENCORE_HOME>/cache/datasets`` (or ``cache_dir``) and only that member is
   extracted; recbole itself is never installed or imported.
-* ``synthetic_events`` — ``encore.generator`` days for a config, concatenated.
+* ``synthetic_events`` — ``encore.ingest.generator`` days for a config, concatenated.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from encore.config import EncoreConfig, load_config
+from encore.core.config import EncoreConfig, load_config
 
 RECBOLE_WHEEL = "recbole==1.2.1"
 ML100K_MEMBER = "recbole/dataset_example/ml-100k/ml-100k.inter"
@@ -59,7 +59,7 @@ def ml100k_path(cache_dir: str | Path | None = None) -> Path:
 
 def ml100k_events(cache_dir: str | Path | None = None) -> pa.Table:
     """MovieLens-100k ratings as raw events (user_id, item_id, ts, rating, source=movielens)."""
-    from encore.adapters import read_movielens
+    from encore.ingest.adapters import read_movielens
 
     table = read_movielens(ml100k_path(cache_dir), source="movielens")
     if "parse_error" in table.column_names:
@@ -72,7 +72,7 @@ def ml100k_events(cache_dir: str | Path | None = None) -> pa.Table:
 
 def synthetic_events(cfg: EncoreConfig) -> pa.Table:
     """Every day of the generator's dataset for ``cfg.data`` (deterministic by seed)."""
-    from encore.generator import dataset_days, generate_day
+    from encore.ingest.generator import dataset_days, generate_day
 
     table = pa.concat_tables([generate_day(cfg, day) for day in dataset_days(cfg)])
     return table.drop(["parse_error"]) if "parse_error" in table.column_names else table

@@ -34,7 +34,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from encore.config import EncoreConfig, _iso
+from encore.core.config import EncoreConfig, _iso
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +59,7 @@ class DbtBuildError(RuntimeError):
 def project_dir() -> Path:
     """The dbt project: ``ENCORE_DBT_PROJECT_DIR`` if set, else ``dbt_project/`` of this checkout."""
     override = os.environ.get("ENCORE_DBT_PROJECT_DIR")
-    return Path(override) if override else Path(__file__).resolve().parents[1] / "dbt_project"
+    return Path(override) if override else Path(__file__).resolve().parents[2] / "dbt_project"
 
 
 def artifacts_dir(cfg: EncoreConfig) -> Path:

@@ -17,11 +17,11 @@ import sys
 import time
 from pathlib import Path
 
-from encore import lake
-from encore.config import EncoreConfig, default_run_dates, load_config
+from encore.core import lake
+from encore.core.config import EncoreConfig, default_run_dates, load_config
 
 log = logging.getLogger("encore")
-REPO_ROOT = Path(__file__).resolve().parent.parent
+REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 def airflow_env(cfg: EncoreConfig) -> dict[str, str]:
@@ -53,7 +53,7 @@ def _airflow(cfg: EncoreConfig, *args: str) -> subprocess.CompletedProcess:
 
 
 def generate(cfg: EncoreConfig, overwrite: bool = False) -> None:
-    from encore.generator import write_landing
+    from encore.ingest.generator import write_landing
 
     written = write_landing(cfg, overwrite=overwrite)
     log.info("landing zone %s: %d new events", cfg.paths.landing, written)
@@ -61,7 +61,7 @@ def generate(cfg: EncoreConfig, overwrite: bool = False) -> None:
 
 def bootstrap_history(cfg: EncoreConfig, before: str) -> None:
     """Ingest every landed day before ``before`` that has no clean partition yet."""
-    from encore.ingest import ingest_day
+    from encore.ingest.daily import ingest_day
 
     landed = sorted({p.name[3:] for p in Path(cfg.paths.landing).glob("*/dt=*")})
     done = set(lake.partition_dates(cfg, "events_clean"))
@@ -87,7 +87,7 @@ def run_dates(cfg: EncoreConfig, dates: list[str]) -> dict[str, float]:
 
 
 def print_summary(cfg: EncoreConfig) -> None:
-    from encore.warehouse import connect
+    from encore.core.warehouse import connect
 
     with connect(cfg, read_only=True) as con:
         rows = con.execute(

@@ -20,9 +20,9 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from encore import lake  # noqa: E402
-from encore.config import EncoreConfig  # noqa: E402
-from encore.warehouse import connect  # noqa: E402
+from encore.core import lake  # noqa: E402
+from encore.core.config import EncoreConfig  # noqa: E402
+from encore.core.warehouse import connect  # noqa: E402
 
 log = logging.getLogger(__name__)
 

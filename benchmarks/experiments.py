@@ -3,18 +3,18 @@ contrastive loss, identical hyper-parameters, several seeds, mean ± std.
 
 CLI::
 
-    python -m training.experiments --dataset synthetic_music|ml-100k --seeds 0 1 2 \
+    python -m benchmarks.experiments --dataset synthetic_music|ml-100k --seeds 0 1 2 \
         [--epochs N] [--patience P] [--out bench_results/experiments_<dataset>.json] \
         [--home /tmp/encore_experiments] [--variants sasrec sasrec+cl_item ...]
 
-Data (built without Spark, by ``spark_jobs.duckdb_reference.build_sequences_duckdb``):
+Data (built without Spark, by ``benchmarks.duckdb_reference.build_sequences_duckdb``):
 
-* ``synthetic_music`` — ``encore.generator`` music sessions (``--n-users``,
+* ``synthetic_music`` — ``encore.ingest.generator`` music sessions (``--n-users``,
   ``--n-items``, ``--n-days``; defaults = the generator's default config),
   **session-based** like the seeds' MSSD setup (``--unit session``: every
   session is its own sequence, 10-20 tracks, skip = skip_level 1/2), or per
   user (``--unit user``).
-* ``ml-100k`` — MovieLens-100k (``training.datasets.ml100k_events``), per
+* ``ml-100k`` — MovieLens-100k (``encore.ingest.public_datasets.ml100k_events``), per
   user, rating <= 2 = negative signal (the ``is_skip`` label).
 
 Protocol (DESIGN "Evaluation protocol"): temporal leave-last-out on positive
@@ -71,7 +71,7 @@ def experiment_config(home: str | Path, max_seq_len: int, history_len: int | Non
 
     ``history_len``: events kept per user in the sequence snapshot (default: one
     window, ``max_seq_len + 1``); longer histories train on all their windows."""
-    from encore.config import load_config
+    from encore.core.config import load_config
 
     environ = {k: v for k, v in os.environ.items() if not k.startswith("ENCORE")}
     environ["ENCORE_HOME"] = str(home)
@@ -90,9 +90,9 @@ def load_sequences(dataset: str, cfg, unit: str = "user"):
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    from spark_jobs.duckdb_reference import build_sequences_duckdb
+    from benchmarks.duckdb_reference import build_sequences_duckdb
     from training.data import SequenceData
-    from training.datasets import ml100k_events, synthetic_events
+    from encore.ingest.public_datasets import ml100k_events, synthetic_events
 
     if dataset == "ml-100k":
         events = ml100k_events(Path(cfg.paths.home) / "cache" / "datasets")
@@ -306,7 +306,7 @@ def reusable_runs(out: Path, overrides: dict, info: dict, variants: list[str]) -
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m training.experiments", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.experiments", description=__doc__.split("\n\n")[0])
     parser.add_argument("--dataset", required=True, choices=DATASETS)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--variants", nargs="+", choices=list(VARIANTS), default=list(VARIANTS))
@@ -344,7 +344,7 @@ def main(argv: list[str] | None = None) -> int:
     overrides = dict(
         hparams, epochs=args.epochs, patience=args.patience, max_seq_len=max_seq_len, device="cpu", progress=False,
     )
-    command = "python -m training.experiments " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
+    command = "python -m benchmarks.experiments " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
     out = Path(args.out or f"bench_results/experiments_{args.dataset}.json")
     out.parent.mkdir(parents=True, exist_ok=True)
     previous = reusable_runs(out, overrides, info, args.variants)

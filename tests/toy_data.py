@@ -14,7 +14,7 @@ import datetime as dt
 import numpy as np
 import pyarrow as pa
 
-from encore.contracts import SEQUENCE, arrow_schema
+from encore.core.contracts import SEQUENCE, arrow_schema
 
 
 def toy_sequence_table(

@@ -10,19 +10,14 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from encore import lake
-from encore.config import EncoreConfig
-from encore.contracts import ITEM_CATALOG, arrow_schema
-from validations.raw_events import RawFileError, read_landing_file, validate_raw_events
+from encore.core import lake
+from encore.core.config import EncoreConfig
+from encore.core.contracts import ITEM_CATALOG, arrow_schema
+from encore.core.errors import RawFileError
+from encore.ingest.landing import landing_files, read_landing_file
+from validations.raw_events import validate_raw_events
 
 log = logging.getLogger(__name__)
-
-
-def landing_files(cfg: EncoreConfig, run_date: str) -> list[Path]:
-    """Every delivered file for the date, across sources (``landing/<source>/dt=D/*``)."""
-    root = Path(cfg.paths.landing)
-    files = sorted(root.glob(f"*/dt={run_date}/*.parquet")) + sorted(root.glob(f"*/dt={run_date}/*.csv"))
-    return files
 
 
 def ingest_day(cfg: EncoreConfig, run_date: str | dt.date) -> dict:

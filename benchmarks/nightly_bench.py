@@ -1,15 +1,15 @@
 """Nightly-DAG benchmark: wall time per task of one ``encore_nightly`` run, at 1x and Nx the events.
 
-``python -m encore.bench_nightly --scales 1 10 --out bench_results/nightly.json`` (``make bench-nightly``);
+``python -m benchmarks.nightly_bench --scales 1 10 --out bench_results/nightly.json`` (``make bench-nightly``);
 a quick check on tiny data: ``--scales 1 2 --users-base 100 --days 7``.
 
 For each scale N, in a fresh state dir ``<workdir>/scale_N`` with the default nightly config
 except ``data.n_users`` = N x the base (so about N x the events):
 
 1. setup, timed but not part of the nightly: generate the landing data, ingest every day
-   before the nightly date (``encore.cli.bootstrap_history``) and sessionize that history
+   before the nightly date (``encore.nightly.cli.bootstrap_history``) and sessionize that history
    (the one-off Spark backfill a first nightly run does; every later night finds it done);
-2. the nightly: ``airflow dags test encore_nightly D`` (``encore.cli.run_dates``) for D = the
+2. the nightly: ``airflow dags test encore_nightly D`` (``encore.nightly.cli.run_dates``) for D = the
    last default run date; its subprocess wall time includes Airflow start-up and DAG parsing;
 3. per-task wall time from Airflow's metadata DB: ``task_instance.duration`` of that run
    (the mapped ``train`` per map index, and summed).
@@ -40,16 +40,16 @@ from pathlib import Path
 import psutil
 import pyarrow.dataset as ds
 
-from encore.cli import bootstrap_history, generate, run_dates
-from encore.config import DataConfig, EncoreConfig, default_run_dates, load_config
+from encore.nightly.cli import bootstrap_history, generate, run_dates
+from encore.core.config import DataConfig, EncoreConfig, default_run_dates, load_config
 
-log = logging.getLogger("encore.bench_nightly")
+log = logging.getLogger("benchmarks.nightly_bench")
 
 DAG_ID = "encore_nightly"
 NIGHTLY_SECONDS_TARGET = 300  # issue #8: the default nightly in <= 5 min on 2 cores
 TIME_PER_EVENTS_TARGET = 0.6  # issue #8: 10x the events in <= 6x the time
 SESSIONIZE_HISTORY = (
-    "import sys; from encore.config import load_config; from spark_jobs.pipeline import backfill_sessionized; "
+    "import sys; from encore.core.config import load_config; from spark_jobs.pipeline import backfill_sessionized; "
     "backfill_sessionized(load_config(), sys.argv[1])"
 )
 

@@ -35,7 +35,7 @@ Mappings
 ``land_events`` writes an adapted table to daily landing partitions
 (``landing/<source>/dt=D/events.parquet``) by the UTC date of ``ts``.
 
-CLI: ``python -m encore.adapters --source mssd|lastfm1k|movielens|generic --input
+CLI: ``python -m encore.ingest.adapters --source mssd|lastfm1k|movielens|generic --input
 PATH [--mapping JSON] [--name SOURCE_NAME]``.
 """
 
@@ -57,8 +57,8 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
-from encore.config import EncoreConfig, load_config
-from encore.contracts import LANDING_EVENT, RAW_EVENT_COLUMNS, REQUIRED_RAW_COLUMNS, arrow_schema
+from encore.core.config import EncoreConfig, load_config
+from encore.core.contracts import LANDING_EVENT, RAW_EVENT_COLUMNS, REQUIRED_RAW_COLUMNS, arrow_schema
 
 log = logging.getLogger(__name__)
 

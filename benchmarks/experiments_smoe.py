@@ -3,13 +3,13 @@
 
 CLI::
 
-    python -m training.experiments_smoe [--dataset video|ml-100k] --seeds 0 1 2 [--epochs 10] \
+    python -m benchmarks.experiments_smoe [--dataset video|ml-100k] --seeds 0 1 2 [--epochs 10] \
         [--n-users 600] [--n-items 500] [--n-days 30] [--home /tmp/encore_smoe] [--variants bst bst+moe ...]
 
-Data, sequences and PHNS pools built without Spark by ``spark_jobs.duckdb_reference``
+Data, sequences and PHNS pools built without Spark by ``benchmarks.duckdb_reference``
 as of the last day:
 
-* ``video``: ``encore.generator`` with ``data.domain=video`` (completion <= 0.05 =
+* ``video``: ``encore.ingest.generator`` with ``data.domain=video`` (completion <= 0.05 =
   abandoned = hard negative);
 * ``ml-100k``: MovieLens-100k with the rating mapped to engagement, completion =
   rating / 5, and rating <= 2 = negative (the hard pool). Its last week is sparse,
@@ -28,7 +28,7 @@ import argparse
 import statistics
 from pathlib import Path
 
-from training.experiments import experiment_config
+from benchmarks.experiments import experiment_config
 
 BASE = dict(soft_labels=(1.0,), ctr_weight=0.0, completion_weight=0.0, entropy_weight=0.0, engagement_alpha=0.0)
 MTL = dict(ctr_weight=0.5, completion_weight=0.5, entropy_weight=0.01, engagement_alpha=1.0)
@@ -53,7 +53,7 @@ def ml100k_engagement_events(cfg):
     """MovieLens-100k events with completion = rating / 5 (engagement)."""
     import pyarrow.compute as pc
 
-    from training.datasets import ml100k_events
+    from encore.ingest.public_datasets import ml100k_events
 
     events = ml100k_events(Path(cfg.paths.home) / "cache" / "datasets")
     completion = pc.divide(pc.cast(events.column("rating"), "float64"), 5.0)
@@ -64,10 +64,10 @@ def ml100k_engagement_events(cfg):
 
 def build_data(cfg, dataset: str):
     """(SequenceData, run_date): events -> sequences; PHNS pools written to the lake."""
-    from encore import lake
-    from spark_jobs.duckdb_reference import build_phns_pools_duckdb, build_sequences_duckdb
+    from encore.core import lake
+    from benchmarks.duckdb_reference import build_phns_pools_duckdb, build_sequences_duckdb
     from training.data import SequenceData
-    from training.datasets import synthetic_events
+    from encore.ingest.public_datasets import synthetic_events
 
     if dataset == "video":
         cfg.data.domain, cfg.data.source = "video", "synthetic_video"
@@ -122,7 +122,7 @@ def markdown(results: dict[str, dict[str, list[float]]], n_seeds: int) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m training.experiments_smoe", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.experiments_smoe", description=__doc__.split("\n\n")[0])
     parser.add_argument("--dataset", default="video", choices=list(DATASET_NAMES))
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
     parser.add_argument("--epochs", type=int, default=10)

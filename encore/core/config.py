@@ -24,9 +24,7 @@ import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 
-
-class ConfigError(ValueError):
-    """A configuration value is missing, malformed or out of range."""
+from encore.core.errors import ConfigError
 
 
 @dataclass
@@ -62,7 +60,7 @@ class PathsConfig:
 
 @dataclass
 class DataConfig:
-    """The embedded synthetic dataset (see encore.generator)."""
+    """The embedded synthetic dataset (see encore.ingest.generator)."""
 
     domain: str = "music"  # music | video
     source: str = "synthetic_music"
@@ -179,7 +177,7 @@ class SparkConfig:
     # C2 thresholds), auto (quick up to quick_jit_max_mb of clean events read, hot above)
     jit: str = "auto"
     quick_jit_max_mb: int = 64
-    # extra JVM options, e.g. GC flags or a Flight Recorder recording (spark_jobs.bench --profile):
+    # extra JVM options, e.g. GC flags or a Flight Recorder recording (benchmarks.spark_bench --profile):
     # the in-process driver's, and under spark-submit the driver's and the executors'
     # (with the JIT options, as spark.*.extraJavaOptions)
     java_options: str = ""

@@ -73,8 +73,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from encore.config import EncoreConfig, load_config
-from encore.contracts import ITEM_CATALOG, LANDING_EVENT, arrow_schema
+from encore.core.config import EncoreConfig, load_config
+from encore.core.contracts import ITEM_CATALOG, LANDING_EVENT, arrow_schema
 
 log = logging.getLogger(__name__)
 

@@ -1,4 +1,0 @@
-CREATE USER mlflow WITH PASSWORD 'mlflow';
-CREATE DATABASE mlflow OWNER mlflow;
-CREATE USER encore WITH PASSWORD 'encore';
-CREATE DATABASE encore OWNER encore;

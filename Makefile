@@ -5,7 +5,8 @@ PY := $(VENV)/bin/python
 export ENCORE_HOME ?= $(CURDIR)/.encore
 export PYTHONUNBUFFERED := 1
 
-.PHONY: install run test test-fast bench bench-spark bench-nightly bench-training experiments docs backfill clean
+.PHONY: install run test test-fast chaos bench bench-spark bench-nightly bench-training experiments docs backfill clean \
+	deploy-up deploy-test deploy-down deploy-status
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -25,6 +26,13 @@ backfill: install
 
 test: install
 	$(PY) -m pytest
+
+## The fault matrix (README "Fault matrix"): each fault injected into real nights of a fresh small state dir
+## ($(ENCORE_HOME)/chaos); prints the table, writes bench_results/chaos.json, fails if any case is not clean.
+## Its fast cases (no Airflow night) also run in `make test` (tests/test_chaos.py).
+chaos: install
+	mkdir -p bench_results
+	$(PY) -m benchmarks.chaos --root $(ENCORE_HOME)/chaos --out bench_results/chaos.json
 
 ## Unit tests only (skips the end-to-end Airflow runs).
 test-fast: install
@@ -53,6 +61,29 @@ bench-training: install .venv-bench/.installed
 	mkdir -p bench_results
 	$(PY) -m benchmarks.training_bench --dataset ml-100k --epochs 60 --recbole-epochs 12 --patience 5 --encore-prediction-layer --out bench_results/training.json
 
+.PHONY: bench-spark-cluster bench-ddp cluster-up cluster-down cluster-status
+
+## Scale-out (README "Scale-out"): the Spark jobs at 10M events on a standalone cluster of 1 and 2 workers
+## (1 core each) beside local[1], local[2] and DuckDB in one run; SASRec on 2 torchrun processes vs 1.
+bench-spark-cluster: install
+	mkdir -p bench_results
+	$(PY) -m benchmarks.spark_bench --events 10000000 --cluster 1 2 --out bench_results/spark_cluster.json
+
+bench-ddp: install
+	mkdir -p bench_results
+	$(PY) -m benchmarks.ddp_bench --world-sizes 1 2 --epochs 5 --out bench_results/ddp.json
+
+## Spark standalone cluster on 127.0.0.1 (spark.cluster_workers x spark.worker_cores, state under
+## $(ENCORE_HOME)/cluster); run the nightly on it with ENCORE__SPARK__MODE=submit ENCORE__SPARK__MASTER=spark://127.0.0.1:7077.
+cluster-up: install
+	$(PY) -m spark_jobs.cluster up
+
+cluster-down: install
+	$(PY) -m spark_jobs.cluster down
+
+cluster-status: install
+	$(PY) -m spark_jobs.cluster status
+
 ## Model experiments (mean +- std over 3 seeds), tables printed and saved under bench_results/.
 experiments: install
 	mkdir -p bench_results
@@ -62,6 +93,21 @@ experiments: install
 	$(PY) -m benchmarks.experiments_smoe --dataset ml-100k --seeds 0 1 2 --epochs 5
 	$(PY) -m benchmarks.leaderboard --dataset ml-100k --seeds 0 1 2
 	$(PY) -m benchmarks.leaderboard --dataset synthetic_music --seeds 0 1 2
+
+## Deployed mode on this machine (README "Deployed mode"): Postgres, MLflow server, Airflow scheduler /
+## dag-processor / api-server / triggerer on 127.0.0.1, state under $(ENCORE_HOME)/deploy. up is idempotent,
+## test runs two nights through the scheduler and checks them, down stops what up started (data kept).
+deploy-up: install
+	$(PY) -m encore deploy up
+
+deploy-test: install
+	$(PY) -m encore deploy test
+
+deploy-down: install
+	$(PY) -m encore deploy down
+
+deploy-status: install
+	$(PY) -m encore deploy status
 
 docs: install
 	$(PY) -c "from encore.core.config import load_config; from encore.features.dbt_runner import dbt_docs; print(dbt_docs(load_config()))"

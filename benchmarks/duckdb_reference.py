@@ -113,7 +113,9 @@ def sequences_sql(cfg: EncoreConfig) -> str:
                     ORDER BY ts, event_id) AS events
         FROM sessionized GROUP BY user_id),
     truncated AS (
-        SELECT user_id, n_events, list_slice(events, greatest(len(events) - {keep} + 1, 1), len(events)) AS events
+        SELECT user_id, n_events, list_slice(events, greatest(len(events) - {keep} + 1, 1), len(events)) AS events,
+               list_sort(list_distinct(list_transform(list_slice(events, 1, greatest(len(events) - {keep}, 0)), lambda e: e.item_id)))
+                   AS earlier_item_ids
         FROM per_user),
     indexed AS (
         SELECT *, list_filter(list_transform(events, lambda e, i: CASE WHEN NOT e.is_skip THEN i - 1 END),
@@ -126,7 +128,7 @@ def sequences_sql(cfg: EncoreConfig) -> str:
            list_transform(events, lambda e: e.ts) AS ts,
            CAST(positive_idx[-2] AS INTEGER) AS valid_idx,
            CAST(positive_idx[-1] AS INTEGER) AS test_idx,
-           n_events, len(positive_idx) AS n_positives
+           earlier_item_ids, n_events, len(positive_idx) AS n_positives
     FROM indexed"""
 
 
@@ -213,7 +215,7 @@ def run_reference(cfg: EncoreConfig, run_date: str | dt.date, out_dir: str, thre
         timings[step] = round(time.monotonic() - began, 2)
         log.info("duckdb %s: %.2fs", step, timings[step])
 
-    _events_view(con, f"{cfg.lake_path('events_clean')}/*/*.parquet", (start, day))
+    _events_view(con, f"{cfg.lake_path('events_clean')}/dt=*/*.parquet", (start, day))
     timed("sessionize", f"CREATE TEMP TABLE sessionized AS {sessionized_sql(cfg)}")
     timed(
         "write_sessionized",

@@ -7,7 +7,8 @@ CLI::
         [--epochs N] [--patience P] [--out bench_results/experiments_<dataset>.json] \
         [--home /tmp/encore_experiments] [--variants sasrec sasrec+cl_item ...]
 
-Data (built without Spark, by ``benchmarks.duckdb_reference.build_sequences_duckdb``):
+Data through the nightly's own path (``benchmarks.datasets.prepare_night``: lake, Spark
+sequences, dbt marts), as of the dataset's last day:
 
 * ``synthetic_music`` — ``encore.ingest.generator`` music sessions (``--n-users``,
   ``--n-items``, ``--n-days``; defaults = the generator's default config),
@@ -54,7 +55,6 @@ VARIANTS: dict[str, tuple[str, str]] = {
 KS = (1, 5, 10, 20)
 TABLE_METRICS = [f"hr@{k}" for k in KS] + [f"ndcg@{k}" for k in KS] + ["skip_mrr"]
 DATASETS = ("synthetic_music", "ml-100k")
-RUN_DATES = {"synthetic_music": "2026-10-30", "ml-100k": "1998-04-22"}
 
 # the seeds' defaults, shared by every variant
 DEFAULT_HPARAMS = dict(
@@ -66,61 +66,47 @@ DEFAULT_HPARAMS = dict(
 # ---- data ---------------------------------------------------------------------------
 
 
-def experiment_config(home: str | Path, max_seq_len: int, history_len: int | None = None, **data_overrides):
-    """An EncoreConfig rooted at ``home`` (scratch state dir) with the sequence window set.
+def load_sequences(dataset: str, home: str | Path, max_seq_len: int, unit: str = "user",
+                   history_len: int | None = None, **data_settings):
+    """(config, ``SequenceData``, run date, description) for ``dataset`` through the nightly's
+    own data path (``benchmarks.datasets.prepare_night``: lake, Spark, dbt marts) in the
+    scratch state dir ``home``; ``data_settings``: the generator's n_users, n_items, n_days.
 
-    ``history_len``: events kept per user in the sequence snapshot (default: one
-    window, ``max_seq_len + 1``); longer histories train on all their windows."""
-    from encore.core.config import load_config
-
-    environ = {k: v for k, v in os.environ.items() if not k.startswith("ENCORE")}
-    environ["ENCORE_HOME"] = str(home)
-    cfg = load_config(environ)
-    cfg.sessions.max_seq_len = max(history_len - 1, max_seq_len) if history_len else max_seq_len
-    cfg.sessions.lookback_days = 100_000  # public data spans years; keep every event
-    cfg.training.user_features = False  # experiments skip dbt, so there is no user_features mart
-    for name, value in data_overrides.items():
-        if value is not None:
-            setattr(cfg.data, name, value)
-    return cfg
-
-
-def load_sequences(dataset: str, cfg, unit: str = "user"):
-    """``SequenceData`` for ``dataset`` plus a small description dict."""
+    ``unit = session``: every session is its own sequence (user_id := session_id before Spark).
+    ``history_len``: events kept per user in the snapshot (default one window, ``max_seq_len + 1``);
+    longer histories train on all their windows."""
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    from benchmarks.duckdb_reference import build_sequences_duckdb
+    from benchmarks.datasets import dataset_events, experiment_config, prepare_night
     from training.data import SequenceData
-    from encore.ingest.public_datasets import ml100k_events, synthetic_events
 
-    if dataset == "ml-100k":
-        events = ml100k_events(Path(cfg.paths.home) / "cache" / "datasets")
-    elif dataset == "synthetic_music":
-        cfg.data.domain, cfg.data.source = "music", "synthetic_music"
-        events = synthetic_events(cfg)
-    else:
-        raise ValueError(f"unknown dataset {dataset!r}; known: {DATASETS}")
+    data_settings = {k: v for k, v in data_settings.items() if v is not None}
+    cfg = experiment_config(home, data={**data_settings, "domain": "music", "source": "synthetic_music"},
+                            training={"max_seq_len": max_seq_len, "user_features": False},
+                            sessions={"sequence_events": history_len or 0})
+    events = dataset_events(cfg, dataset)
     if unit == "session":
         if events.column("session_id").null_count == events.num_rows:
             raise ValueError(f"{dataset} has no session_id; use --unit user")
         events = events.set_column(events.column_names.index("user_id"), "user_id", events.column("session_id"))
-    sequences = build_sequences_duckdb(events, cfg)
-    data = SequenceData.from_arrow(sequences.sort_by("user_id"))
+    run_date = prepare_night(cfg, events)
+    data = SequenceData.load(cfg, run_date)
     skip_share = float(pc.mean(pc.cast(pa.array(data.is_skip), pa.float64())).as_py()) if len(data.is_skip) else 0.0
     info = {
         "dataset": dataset,
         "unit": unit,
+        "run_date": run_date.isoformat(),
         "raw_events": events.num_rows,
         "sequences": data.n_users,
         "items": data.n_items,
         "events_in_sequences": int(len(data.items)),
         "negative_share": round(skip_share, 4),
-        "events_kept_per_user": cfg.sessions.max_seq_len + 1,
+        "events_kept_per_user": history_len or max_seq_len + 1,
     }
     if dataset == "synthetic_music":
         info["generator"] = {k: getattr(cfg.data, k) for k in ("n_users", "n_items", "n_days", "sessions_per_user_day", "seed")}
-    return data, info
+    return cfg, data, run_date, info
 
 
 # ---- runs + aggregation -------------------------------------------------------------
@@ -332,10 +318,9 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(args.threads)
     unit = args.unit or ("session" if args.dataset == "synthetic_music" else "user")
     max_seq_len = args.max_seq_len or (20 if unit == "session" else 50)
-    cfg = experiment_config(args.home, max_seq_len, n_users=args.n_users, n_items=args.n_items, n_days=args.n_days)
-    os.environ["ENCORE_HOME"] = cfg.paths.home
     started = time.perf_counter()
-    data, info = load_sequences(args.dataset, cfg, unit)
+    cfg, data, run_date, info = load_sequences(args.dataset, args.home, max_seq_len, unit, n_users=args.n_users,
+                                               n_items=args.n_items, n_days=args.n_days)
     print(f"data: {json.dumps(info)} ({time.perf_counter() - started:.1f}s)", flush=True)
 
     hparams = {name: getattr(args, name) for name in DEFAULT_HPARAMS}
@@ -355,35 +340,12 @@ def main(argv: list[str] | None = None) -> int:
             runs += previous[seed]
             continue
         runs += run_grid(
-            cfg, data, args.dataset, [seed], args.variants, RUN_DATES[args.dataset],
+            cfg, data, args.dataset, [seed], args.variants, run_date,
             log=lambda line: print(line, flush=True), **overrides,
         )
         # written after every seed, so an interrupted grid still leaves its finished seeds
-        summary = aggregate(runs)
-        claims = check_claims(summary)
-        table = markdown_table(summary)
-        lines = verdicts(claims)
-        total = time.perf_counter() - started
-        report = {
-            "command": command,
-            "complete": done == len(args.seeds),
-            "created_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-            "host": {"platform": platform.platform(), "torch": torch.__version__, "threads": torch.get_num_threads()},
-            "data": info,
-            "protocol": "temporal leave-last-out on positives; test = last positive, valid = the one before; "
-                        "full ranking over all items, history excluded; test metrics at best valid NDCG@10",
-            "seeds": args.seeds[:done],
-            "hyper_parameters": overrides,
-            "aggregation": "mean and sample std (ddof=1) over seeds",
-            "mlflow_tracking_uri": cfg.paths.mlflow_tracking_uri,
-            "runs": runs,
-            "summary": summary,
-            "claims": claims,
-            "verdicts": lines,
-            "markdown": table,
-            "wall_seconds": round(total, 1),
-        }
-        out.write_text(json.dumps(report, indent=2, default=str))
+        write_report(out, runs, args, done, command, info, overrides, cfg, started)
+    summary, table, lines, total = write_report(out, runs, args, len(args.seeds), command, info, overrides, cfg, started)
     print(f"\n{args.dataset} ({info['unit']}-based, {info['sequences']} sequences, {info['items']} items), "
           f"test split, mean ± std over seeds {args.seeds}:\n")
     print(table)
@@ -392,6 +354,39 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\nwall time {total / 60:.1f} min")
     print(f"wrote {out}")
     return 0
+
+
+def write_report(out: Path, runs: list[dict], args, done: int, command: str, info: dict, overrides: dict, cfg,
+                 started: float):
+    """Aggregate the runs so far and write the JSON report; (summary, markdown table, verdicts, seconds)."""
+    import torch
+
+    summary = aggregate(runs)
+    claims = check_claims(summary)
+    table = markdown_table(summary)
+    lines = verdicts(claims)
+    total = time.perf_counter() - started
+    report = {
+        "command": command,
+        "complete": done == len(args.seeds),
+        "created_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "host": {"platform": platform.platform(), "torch": torch.__version__, "threads": torch.get_num_threads()},
+        "data": info,
+        "protocol": "temporal leave-last-out on positives; test = last positive, valid = the one before; "
+                    "full ranking over all items, the whole history excluded; test metrics at best valid NDCG@10",
+        "seeds": args.seeds[:done],
+        "hyper_parameters": overrides,
+        "aggregation": "mean and sample std (ddof=1) over seeds",
+        "mlflow_tracking_uri": cfg.paths.mlflow_tracking_uri,
+        "runs": runs,
+        "summary": summary,
+        "claims": claims,
+        "verdicts": lines,
+        "markdown": table,
+        "wall_seconds": round(total, 1),
+    }
+    out.write_text(json.dumps(report, indent=2, default=str))
+    return summary, table, lines, total
 
 
 if __name__ == "__main__":

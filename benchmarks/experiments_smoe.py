@@ -6,8 +6,8 @@ CLI::
     python -m benchmarks.experiments_smoe [--dataset video|ml-100k] --seeds 0 1 2 [--epochs 10] \
         [--n-users 600] [--n-items 500] [--n-days 30] [--home /tmp/encore_smoe] [--variants bst bst+moe ...]
 
-Data, sequences and PHNS pools built without Spark by ``benchmarks.duckdb_reference``
-as of the last day:
+Data through the nightly's own path (``benchmarks.datasets.prepare_night``: lake, Spark
+sequences / PHNS pools and negatives, dbt marts) as of the last day:
 
 * ``video``: ``encore.ingest.generator`` with ``data.domain=video`` (completion <= 0.05 =
   abandoned = hard negative);
@@ -17,9 +17,10 @@ as of the last day:
 
 Every run goes through
 ``training.train.train_model(..., register=False)``; the numbers are the test
-split of the best-validation epoch, target ranked among 50 candidates (PHNS-hard:
-``phns.n_negatives`` negatives, half hard, the rest trending / tailing; easy:
-uniform unseen items). Prints a markdown table, mean ± std (ddof=1) over seeds.
+split of the best-validation epoch, the target ranked among the ``eval_candidates``
+mart's sets (PHNS-hard: the top ``features.eval_negatives_per_pool`` of each of the
+user's hard / trending / tailing pools; easy: uniform unseen items), plus full ranking.
+Prints a markdown table, mean ± std (ddof=1) over seeds.
 """
 
 from __future__ import annotations
@@ -28,9 +29,9 @@ import argparse
 import statistics
 from pathlib import Path
 
-from benchmarks.experiments import experiment_config
+from benchmarks.datasets import experiment_config, prepare_night
 
-BASE = dict(soft_labels=(1.0,), ctr_weight=0.0, completion_weight=0.0, entropy_weight=0.0, engagement_alpha=0.0)
+BASE = dict(next_k=1, ctr_weight=0.0, completion_weight=0.0, entropy_weight=0.0, engagement_alpha=0.0)
 MTL = dict(ctr_weight=0.5, completion_weight=0.5, entropy_weight=0.01, engagement_alpha=1.0)
 VARIANTS: dict[str, dict] = {
     "bst": dict(BASE, experts=("long",), expert_windows=(0,), phns_mix="UNIFORM"),
@@ -38,9 +39,8 @@ VARIANTS: dict[str, dict] = {
     "bst+moe+phns_hard": dict(BASE, phns_mix="HARD"),
     "bst+moe+phns_medium": dict(BASE, phns_mix="MEDIUM"),
     "bst+moe+phns_easy": dict(BASE, phns_mix="EASY"),
-    "bst+moe+phns_medium+uniform": dict(BASE, phns_mix="MEDIUM", phns_uniform_share=0.5),
     "bst+moe+phns_medium+mtl": dict(BASE, phns_mix="MEDIUM", **MTL),
-    "bst+moe+phns_medium+mtl+soft": dict(BASE, phns_mix="MEDIUM", **{**MTL, "soft_labels": (1.0, 0.6, 0.3)}),
+    "bst+moe+phns_medium+mtl+soft": dict(BASE, phns_mix="MEDIUM", **{**MTL, "next_k": 0}),
 }
 METRICS = ("ndcg@1", "ndcg@5", "recall@5", "mrr@5")
 DATASET_NAMES = {"video": "synthetic_video", "ml-100k": "ml-100k"}
@@ -55,40 +55,38 @@ def ml100k_engagement_events(cfg):
 
     from encore.ingest.public_datasets import ml100k_events
 
-    events = ml100k_events(Path(cfg.paths.home) / "cache" / "datasets")
+    events = ml100k_events()
     completion = pc.divide(pc.cast(events.column("rating"), "float64"), 5.0)
     if "completion" in events.column_names:
         return events.set_column(events.column_names.index("completion"), "completion", completion)
     return events.append_column("completion", completion)
 
 
-def build_data(cfg, dataset: str):
-    """(SequenceData, run_date): events -> sequences; PHNS pools written to the lake."""
-    from encore.core import lake
-    from benchmarks.duckdb_reference import build_phns_pools_duckdb, build_sequences_duckdb
+def build_data(args):
+    """(config, SequenceData, run_date): the dataset through the nightly's data path."""
     from training.data import SequenceData
-    from encore.ingest.public_datasets import synthetic_events
 
-    if dataset == "video":
-        cfg.data.domain, cfg.data.source = "video", "synthetic_video"
-        cfg.sessions.lookback_days = cfg.data.n_days
+    data_settings = {"n_users": args.n_users, "n_items": args.n_items, "n_days": args.n_days}
+    if args.dataset == "video":
+        cfg = experiment_config(args.home, training={"max_seq_len": args.max_seq_len, "user_features": False},
+                                data={**data_settings, "domain": "video", "source": "synthetic_video"})
+        from encore.ingest.public_datasets import synthetic_events
+
         events = synthetic_events(cfg)
-    elif dataset == "ml-100k":
-        cfg.phns.trending_window_days = ML100K_TRENDING_DAYS
+    elif args.dataset == "ml-100k":
+        cfg = experiment_config(args.home, training={"max_seq_len": args.max_seq_len, "user_features": False},
+                                phns={"trending_window_days": ML100K_TRENDING_DAYS})
         events = ml100k_engagement_events(cfg)
     else:
-        raise ValueError(f"unknown dataset {dataset!r}; known: video, ml-100k")
-    run_date = max(events.column("ts").to_pylist()).date().isoformat()
-    lake.write_partition(cfg, "phns_pools", run_date, build_phns_pools_duckdb(events, cfg, run_date))
-    data = SequenceData.from_arrow(build_sequences_duckdb(events, cfg, run_date).sort_by("user_id"))
-    return data, run_date
+        raise ValueError(f"unknown dataset {args.dataset!r}; known: video, ml-100k")
+    run_date = prepare_night(cfg, events)
+    return cfg, SequenceData.load(cfg, run_date), run_date
 
 
 def run(args) -> dict[str, dict[str, list[float]]]:
     from training.train import train_model
 
-    cfg = experiment_config(args.home, args.max_seq_len, n_users=args.n_users, n_items=args.n_items, n_days=args.n_days)
-    data, run_date = build_data(cfg, args.dataset)
+    cfg, data, run_date = build_data(args)
     print(f"{args.dataset} data: {data.n_users} users, {data.n_items} items, {len(data.items)} events, run date {run_date}")
     results: dict[str, dict[str, list[float]]] = {}
     for name in args.variants:

@@ -6,12 +6,13 @@ CLI::
     python -m benchmarks.leaderboard --dataset synthetic_music|ml-100k --seeds 0 1 2 \
         [--models most_pop most_pop_neg ... attrec attrec_neg sasrec sasrec+cl_item] [--epochs 10] [--out table.md]
 
-Data: ``synthetic_music`` = the generator's dataset for the config; ``ml-100k`` =
-MovieLens-100k (rating <= 2 = negative signal), both turned into sequences by
-``benchmarks.duckdb_reference`` (test = last positive per user, valid = the one
-before). Every run is logged to the MLflow experiment of the sequence models
-(with MODEL_RUN rows, not registered); the table is logged as an artifact of a
-``leaderboard-<dataset>`` run. Numbers are test-split means ± std over seeds.
+Data: ``synthetic_music`` = the generator's dataset; ``ml-100k`` = MovieLens-100k (rating
+<= 2 = negative signal), both through the nightly's own data path
+(``benchmarks.datasets.prepare_night``: lake, Spark, dbt marts; test = last positive per
+user, valid = the one before) in the scratch state dir ``--home``. Every run goes through
+``training.train.train_model`` (tracked, with MODEL_RUN rows, not registered); the table is
+logged as an artifact of a ``leaderboard-<dataset>`` run. Numbers are test-split means ±
+std over seeds.
 """
 
 from __future__ import annotations
@@ -24,39 +25,26 @@ import sys
 import tempfile
 from pathlib import Path
 
-from encore.core.config import EncoreConfig, load_config
-from training.baselines import BASELINES, fit_baseline
+from benchmarks.datasets import experiment_config, prepared
+from encore.core.config import EncoreConfig
+from training.baselines import BASELINES
 from training.data import SequenceData
 
 DEFAULT_MODELS = [*BASELINES, "attrec", "attrec_neg"]
 COLUMNS = ("hr@10", "ndcg@10", "mrr@10", "skip_mrr")
 
 
-def load_dataset(cfg: EncoreConfig, dataset: str) -> SequenceData:
-    from benchmarks.duckdb_reference import build_sequences_duckdb
-    from encore.ingest.public_datasets import ml100k_events, synthetic_events
-
-    if dataset == "ml-100k":
-        events = ml100k_events()
-    elif dataset == "synthetic_music":
-        events = synthetic_events(cfg)
-    else:
-        raise ValueError(f"unknown dataset {dataset!r}; known: synthetic_music, ml-100k")
-    return SequenceData.from_arrow(build_sequences_duckdb(events, cfg).sort_by("user_id"))
-
-
-def run_one(cfg: EncoreConfig, run_date: str, spec: str, data: SequenceData, dataset: str, seed: int, epochs: int) -> dict:
+def run_one(cfg: EncoreConfig, run_date: dt.date, spec: str, data: SequenceData, dataset: str, seed: int,
+            epochs: int) -> dict:
     """Test metrics of one model spec (``wrmf_neg``, ``attrec``, ``sasrec+cl_item`` ...)."""
     from training.train import train_model
 
-    if spec in BASELINES:
-        result = fit_baseline(cfg, run_date, spec, data=data, dataset=dataset, register=False, seed=seed)
-    else:
-        model, _, contrastive = spec.partition("+cl_")
-        result = train_model(
-            cfg, run_date, model, data=data, dataset=dataset, register=False, resume=False, seed=seed,
-            epochs=epochs, contrastive=contrastive or "none", progress=False,
-        )
+    model, _, contrastive = spec.partition("+cl_")
+    settings = {} if model in BASELINES else {"epochs": epochs, "progress": False, "contrastive": contrastive or "none"}
+    if model.startswith("attrec"):
+        settings.pop("contrastive")
+    result = train_model(cfg, run_date, model, data=data, dataset=dataset, register=False, resume=False, seed=seed,
+                         **settings)
     return result["test"]
 
 
@@ -74,12 +62,13 @@ def markdown_table(results: dict[str, list[dict]], columns: tuple[str, ...] = CO
     return "\n".join(lines)
 
 
-def leaderboard(cfg: EncoreConfig, dataset: str, seeds: list[int], models: list[str], epochs: int, run_date: str) -> str:
+def leaderboard(cfg: EncoreConfig, dataset: str, seeds: list[int], models: list[str], epochs: int) -> str:
     import mlflow
 
     from training import tracking
 
-    data = load_dataset(cfg, dataset)
+    run_date = prepared(cfg, dataset)
+    data = SequenceData.load(cfg, run_date)
     print(f"{dataset}: {data.n_users} users, {data.n_items} items, {len(data.items)} events", file=sys.stderr)
     results: dict[str, list[dict]] = {spec: [] for spec in models}
     for seed in seeds:
@@ -90,7 +79,7 @@ def leaderboard(cfg: EncoreConfig, dataset: str, seeds: list[int], models: list[
     header = (f"Leaderboard {dataset} ({data.n_users} users, {data.n_items} items): test split (last positive per user), "
               f"full ranking, history excluded, mean ± std over seeds {seeds}; skip_mrr lower is better.\n\n")
     table = header + markdown_table(results)
-    with tracking.start_run(cfg, f"leaderboard-{dataset}", tags={"dataset": dataset, "run_date": run_date}):
+    with tracking.start_run(cfg, f"leaderboard-{dataset}", tags={"dataset": dataset, "run_date": run_date.isoformat()}):
         mlflow.log_params({"dataset": dataset, "seeds": " ".join(map(str, seeds)), "models": " ".join(models), "epochs": epochs})
         with tempfile.TemporaryDirectory() as tmp:
             path = Path(tmp) / f"leaderboard_{dataset}.md"
@@ -105,10 +94,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--models", nargs="+", default=DEFAULT_MODELS)
     parser.add_argument("--epochs", type=int, default=10, help="epochs of the trained models (AttRec, SASRec)")
-    parser.add_argument("--run-date", default=dt.date.today().isoformat(), help="date the MODEL_RUN rows are filed under")
+    parser.add_argument("--home", default="/tmp/encore_leaderboard", help="scratch state dir (lake, warehouse, MLflow)")
     parser.add_argument("--out", help="also write the table to this file")
     args = parser.parse_args(argv)
-    table = leaderboard(load_config(), args.dataset, args.seeds, args.models, args.epochs, args.run_date)
+    cfg = experiment_config(Path(args.home) / args.dataset, training={"user_features": False})
+    table = leaderboard(cfg, args.dataset, args.seeds, args.models, args.epochs)
     if args.out:
         Path(args.out).write_text(table + "\n")
     print(table)

@@ -7,9 +7,9 @@ For each scale N, in a fresh state dir ``<workdir>/scale_N`` with the default ni
 except ``data.n_users`` = N x the base (so about N x the events):
 
 1. setup, timed but not part of the nightly: generate the landing data, ingest every day
-   before the nightly date (``encore.nightly.cli.bootstrap_history``) and sessionize that history
+   before the nightly date (``encore.nightly.runner.bootstrap_history``) and sessionize that history
    (the one-off Spark backfill a first nightly run does; every later night finds it done);
-2. the nightly: ``airflow dags test encore_nightly D`` (``encore.nightly.cli.run_dates``) for D = the
+2. the nightly: ``airflow dags test encore_nightly D`` (``encore.nightly.runner.run_dates``) for D = the
    last default run date; its subprocess wall time includes Airflow start-up and DAG parsing;
 3. per-task wall time from Airflow's metadata DB: ``task_instance.duration`` of that run
    (the mapped ``train`` per map index, and summed).
@@ -40,8 +40,9 @@ from pathlib import Path
 import psutil
 import pyarrow.dataset as ds
 
-from encore.nightly.cli import bootstrap_history, generate, run_dates
-from encore.core.config import DataConfig, EncoreConfig, default_run_dates, load_config
+from encore.nightly.runner import bootstrap_history, generate, run_dates
+from encore.core.config import DataConfig, EncoreConfig, load_config
+from encore.ingest.landing import last_landed_dates
 
 log = logging.getLogger("benchmarks.nightly_bench")
 
@@ -218,7 +219,7 @@ def bench_scale(scale: int, workdir: Path, users_base: int, n_days: int | None) 
     home = workdir / f"scale_{scale}"
     shutil.rmtree(home, ignore_errors=True)
     cfg = use_scale_environment(home, users_base * scale, n_days)
-    run_date = default_run_dates(cfg)[-1]
+    run_date = last_landed_dates(cfg)[-1]
     log.info("scale %dx: %d users, %d days, nightly date %s, state in %s",
              scale, cfg.data.n_users, cfg.data.n_days, run_date, home)
     setup = {

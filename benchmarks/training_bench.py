@@ -78,14 +78,13 @@ def _peak_rss_mb() -> float:
 def encore_worker(spec: dict) -> dict:
     import torch
 
-    from benchmarks.experiments import experiment_config, load_sequences
+    from benchmarks.experiments import load_sequences
     from training.models import build_model
     from training.trainer import Trainer, TrainSettings, seed_everything
 
     torch.set_num_threads(spec["threads"])
     hp = spec["hparams"]
-    cfg = experiment_config(spec["home"], hp["max_seq_len"], history_len=FULL_HISTORY)
-    data, info = load_sequences(spec["dataset"], cfg, "user")
+    _, data, _, info = load_sequences(spec["dataset"], spec["home"], hp["max_seq_len"], history_len=FULL_HISTORY)
     settings = TrainSettings(
         epochs=spec["epochs"], batch_size=hp["encore_batch_size"], lr=hp["lr"], weight_decay=0.0,
         max_seq_len=hp["max_seq_len"], window_stride=hp["encore_window_stride"],
@@ -361,11 +360,10 @@ def score_recbole_on_our_split(scores_path: str, home: str, max_seq_len: int) ->
     import numpy as np
     import torch
 
+    from benchmarks.experiments import load_sequences
     from training.evaluation import evaluate_model
-    from benchmarks.experiments import experiment_config, load_sequences
 
-    cfg = experiment_config(home, max_seq_len, history_len=FULL_HISTORY)
-    data, _ = load_sequences("ml-100k", cfg, "user")
+    _, data, _, _ = load_sequences("ml-100k", home, max_seq_len, history_len=FULL_HISTORY)
     scores = torch.from_numpy(np.load(scores_path))
     split = data.split("test", max_seq_len)
     if scores.shape != (len(split), data.n_items):

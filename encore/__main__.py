@@ -1,5 +1,5 @@
-"""``python -m encore``: the command line (``encore.nightly.cli``)."""
+"""``python -m encore``: the command line (``encore.cli``)."""
 
-from encore.nightly.cli import main
+from encore.cli import main
 
 main()

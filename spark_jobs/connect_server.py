@@ -40,6 +40,7 @@ def server_command(cfg: EncoreConfig, port: int = DEFAULT_PORT) -> list[str]:
         "--name", "encore-spark-connect",
         "--master", cfg.spark.master,
         "--driver-memory", cfg.spark.driver_memory,
+        "--executor-memory", cfg.spark.executor_memory,
         "--conf", f"spark.driver.extraJavaOptions={java_options}",
         "--conf", f"spark.executor.extraJavaOptions={java_options}",
         "--conf", f"spark.connect.grpc.binding.port={port}",

@@ -5,13 +5,21 @@ from __future__ import annotations
 import datetime as dt
 import logging
 
+import pyarrow.fs as pafs
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.types import StructType
 
 from encore.core.config import EncoreConfig
 from encore.core.contracts import CLEAN_EVENT, Column, spark_ddl
-from encore.core.lake import partition_dates, path_exists
+from encore.core.lake import (
+    SUCCESS,
+    filesystem,
+    new_staging_dir,
+    partition_dates,
+    path_exists,
+    publish_staged_partition,
+)
 
 log = logging.getLogger(__name__)
 
@@ -56,30 +64,49 @@ def output_files(rows: int) -> int:
     return max(1, -(-rows // ROWS_PER_OUTPUT_FILE))
 
 
-def write_partition(df: DataFrame, path: str, rows: int) -> int:
-    """Overwrite exactly one ``dt=`` partition directory with ``df`` (``rows`` rows); returns ``rows``.
+def write_partition(df: DataFrame, cfg: EncoreConfig, table_name: str, run_date: dt.date, rows: int) -> int:
+    """Replace exactly the ``dt=run_date`` partition of a lake table with ``df`` (``rows`` rows);
+    returns ``rows``.
 
-    Writing to the partition path (instead of partitionBy on the table) also replaces a
-    partition whose re-run produced no rows, so a re-run of a date is always idempotent.
-    Callers know the row count from their stats pass, so writing is the frame's only action;
-    coalescing to ``rows / ROWS_PER_OUTPUT_FILE`` keeps the file count small.
+    Spark writes into a hidden staging directory (its ``_SUCCESS`` marker comes last) that is
+    then renamed into place (``encore.core.lake.publish_staged_partition``), so a kill mid-write
+    leaves no half-written ``dt=`` folder, only a hidden leftover the next run removes. Writing
+    the partition itself also replaces one whose re-run produced no rows, so a re-run of a date
+    is always idempotent. Callers know the row count from their stats pass, so writing is the
+    frame's only action; coalescing to ``rows / ROWS_PER_OUTPUT_FILE`` keeps the file count small.
     """
     files = output_files(rows)
-    df.coalesce(files).write.mode("overwrite").parquet(path)
+    staging = new_staging_dir(cfg, table_name)
+    df.coalesce(files).write.mode("overwrite").parquet(staging)
+    path = publish_staged_partition(cfg, table_name, run_date, staging)
     log.info("wrote %d rows in %d file(s) to %s", rows, files, path)
     return rows
 
 
-def write_date_partitions(df: DataFrame, table_path: str) -> None:
-    """Overwrite the ``dt=`` partitions of ``table_path`` present in ``df`` (column ``dt``), only those.
+def write_date_partitions(df: DataFrame, cfg: EncoreConfig, table_name: str) -> list[str]:
+    """Replace the ``dt=`` partitions of a lake table present in ``df`` (column ``dt``), only those;
+    returns their dates.
 
-    Relies on dynamic partition overwrite (session.configure_session); one shuffle by
-    ``dt`` gives one task, hence few files, per date.
+    One shuffle by ``dt`` gives one task, hence few files, per date. The job writes into a
+    hidden staging directory; once it has committed (its ``_SUCCESS`` marker), each date is
+    renamed into place with a marker of its own, so an interrupted job leaves no partition
+    that looks complete.
     """
+    staging = new_staging_dir(cfg, table_name)
     (
         df.repartition("dt")
         .write.mode("overwrite")
+        .option("partitionOverwriteMode", "static")  # a fresh directory: static writes the _SUCCESS marker
         .option("maxRecordsPerFile", ROWS_PER_OUTPUT_FILE)
         .partitionBy("dt")
-        .parquet(table_path)
+        .parquet(staging)
     )
+    fs, root = filesystem(staging)
+    if not path_exists(f"{staging}/{SUCCESS}"):
+        raise RuntimeError(f"Spark did not commit {staging} (no {SUCCESS}); the partitions were not replaced")
+    written = [info.base_name[3:] for info in fs.get_file_info(pafs.FileSelector(root))
+               if info.type == pafs.FileType.Directory and info.base_name.startswith("dt=")]
+    for day in sorted(written):
+        publish_staged_partition(cfg, table_name, day, f"{staging}/dt={day}")
+    fs.delete_dir(root)
+    return sorted(written)

@@ -1,6 +1,6 @@
-"""PHNS negative pools and per-user negative samples (issue #4, step 3; seed 003).
+"""PHNS negative pools and per-user negative samples (seed 003), as of the run date over the lookback window.
 
-Pools, as of the run date over the lookback window:
+Pools:
 - ``hard``: items the user skipped or abandoned and never consumed positively, hardest
   first (lowest engagement, then most recent);
 - ``trending``: the ``phns.pool_size`` items with the most users over the last
@@ -8,15 +8,19 @@ Pools, as of the run date over the lookback window:
 - ``tailing``: the ``phns.pool_size`` least popular items with support (distinct users)
   of at least ``phns.tailing_min_support``, not trending, that the user never interacted with.
 
-Samples: for each named mix (share of hard negatives) ``phns.n_negatives`` per user, the
-rest split evenly between trending and tailing; a pool that is too small is filled from
-the others (counted). ``UNIFORM`` draws from all items the user never interacted with.
-Selection inside a pool is ordered by ``xxhash64(seed, run date, user, item)``, so a run is
-reproducible and a larger hard share extends a smaller one.
+Samples (the training negatives): ``phns.draws`` independent draws per user and mix of
+``phns.n_negatives`` negatives each. A named mix's share (``phns.mixes``: HARD 0.5, MEDIUM 0.3,
+EASY 0.2) is the share of *hard* negatives, as in seed 003; the rest are drawn uniformly from
+the catalogue items the user never interacted with, so the model still sees the whole
+catalogue (trending and tailing items among them at their catalogue share). A short hard pool
+is filled from the uniform draw. ``UNIFORM`` is all uniform (no PHNS). Trending and tailing
+pools serve the PHNS-hard evaluation set (dbt ``eval_candidates``) and the features.
+Selection is ordered by ``xxhash64(seed, run date, user, draw, item)``, so a run is
+reproducible, draws differ, and within a draw a larger hard share extends a smaller one.
 
 Everything per user is computed on one row per user with array functions: the global
 lists are small and collected, so "not interacted" is ``array_except`` against the
-user's items (no users x items cross join), and samples are slices of hash-sorted pools.
+user's items (no users x items cross join), and samples are slices of hash-sorted arrays.
 """
 
 from __future__ import annotations
@@ -94,15 +98,17 @@ def _string_array(items: list[str]) -> Column:
 def build_user_pools(
     user_items: DataFrame, pools: GlobalPools, catalogue: DataFrame, cfg: EncoreConfig, run_date: dt.date
 ) -> DataFrame:
-    """One row per user: ranked ``hard`` / ``trending`` / ``tailing`` item arrays and ``uniform`` candidates.
+    """One row per user: ranked ``hard`` / ``trending`` / ``tailing`` item arrays and ``uniform``:
+    for each draw, up to ``n_negatives`` catalogue indexes (``catalogue``: item_idx, item_id) of
+    items the user never interacted with, in sampling order.
 
-    ``uniform`` holds catalogue indexes (``catalogue``: item_idx, item_id) of items the user
-    never interacted with. Per user, ``2 * (n + items seen)`` hash draws with replacement
-    over the catalogue are enough with overwhelming probability: the first distinct unseen
-    draws, in draw order. When that is not fewer than the catalogue, every unseen item is a
-    candidate (``uniform_enumerated``) and the sample is ordered by hash (exact for small data).
+    ``2 * (draws * n + items seen)`` hash draws with replacement over the catalogue give enough
+    distinct unseen items with overwhelming probability: the first ``draws * n`` of them, in draw
+    order, are cut into the draws (disjoint). When that many hash draws are not fewer than the
+    catalogue, every unseen item is a candidate (``uniform_enumerated``) and each draw orders
+    them by its own hash (exact for small data).
     """
-    n, n_items, size = cfg.phns.n_negatives, len(pools.catalogue), cfg.phns.pool_size
+    n, draws, n_items, size = cfg.phns.n_negatives, cfg.phns.draws, len(pools.catalogue), cfg.phns.pool_size
     hardest_first = F.struct("min_engagement", (-F.unix_micros("last_ts")).alias("recency"), "item_id")
     per_user = (
         user_items.join(F.broadcast(catalogue), "item_id")
@@ -115,18 +121,29 @@ def build_user_pools(
             F.collect_list("item_idx").alias("seen_idx"),
         )
     )
-    n_draws = f"CAST(least({n_items}, 2 * ({n} + size(seen_idx))) AS BIGINT)"
-    draws = f"transform(sequence(0L, {n_draws} - 1), d -> pmod({_sample_hash(cfg, run_date, 'd')}, {n_items}))"
-    enumerated = F.expr(f"{n_draws} >= {n_items}")
-    return per_user.select(
+    n_hash = f"CAST(least({n_items}, 2 * ({draws * n} + size(seen_idx))) AS BIGINT)"
+    hashed = f"transform(sequence(0L, {n_hash} - 1), j -> pmod({_sample_hash(cfg, run_date, 'j')}, {n_items}))"
+    by_draw_hash = (
+        f"transform(sequence(0, {draws - 1}), d -> slice(transform(array_sort(transform("
+        f"array_except(sequence(0L, {n_items - 1}L), seen_idx), i -> named_struct('h', "
+        f"{_sample_hash(cfg, run_date, 'd, i')}, 'i', i))), s -> s.i), 1, {n}))"
+    )
+    enumerated = F.expr(f"{n_hash} >= {n_items}")
+    with_candidates = per_user.select(
+        "*",
+        enumerated.alias("uniform_enumerated"),
+        F.when(enumerated, F.lit(None)).otherwise(F.expr(f"slice(array_except({hashed}, seen_idx), 1, {draws * n})"))
+        .alias("drawn"),
+    )
+    return with_candidates.select(
         "user_id",
         F.expr(f"slice(sort_array(hard_feedback), 1, {size}).item_id").alias("hard"),
         F.array_except(_string_array(pools.trending), "seen").alias("trending"),
         F.array_except(_string_array(pools.tailing), "seen").alias("tailing"),
-        F.when(enumerated, F.expr(f"array_except(sequence(0L, {n_items - 1}L), seen_idx)"))
-        .otherwise(F.expr(f"slice(array_except({draws}, seen_idx), 1, {n})"))
+        F.when(F.col("uniform_enumerated"), F.expr(by_draw_hash))
+        .otherwise(F.expr(f"transform(sequence(0, {draws - 1}), d -> slice(drawn, d * {n} + 1, {n}))"))
         .alias("uniform"),
-        enumerated.alias("uniform_enumerated"),
+        "uniform_enumerated",
     )
 
 
@@ -143,140 +160,82 @@ def pool_rows(user_pools: DataFrame) -> DataFrame:
     return functools.reduce(DataFrame.unionByName, per_pool)
 
 
-def mix_quotas(user_pools: DataFrame, cfg: EncoreConfig) -> DataFrame:
-    """Per (user, mix): how many negatives each pool gives (n_hard, n_trending, n_tailing).
-
-    Adds pool sizes, ``in_pools`` (the user has any pool item; only those count in
-    hard_short / short; the others get zero quotas), hard_short (fewer hard items than the mix wants)
-    and short (fewer than n_negatives in all pools together) to the user_pools columns.
-    """
-    n = cfg.phns.n_negatives
+def mix_quotas(user_pools: DataFrame, cfg: EncoreConfig, run_date: dt.date) -> DataFrame:
+    """One row per (user, draw, mix): the draw's hard items in hash order (``hard_d``), its
+    uniform candidates (``uniform_d``, catalogue indexes) and how many of each the mix takes:
+    ``n_hard = min(round(n * share), hard pool)``, ``n_uniform = min(n - n_hard, uniform)``.
+    Flags: ``hard_short`` (the mix wanted more hard items than the pool has: filled uniformly)
+    and ``short`` (fewer than ``n_negatives`` in all)."""
+    n, draws = cfg.phns.n_negatives, cfg.phns.draws
     if not cfg.phns.mixes:
         raise ValueError("phns.mixes is empty: at least one named mix is needed")
     mixes = F.array(
         *(F.struct(F.lit(name).alias("mix"), F.lit(int(round(n * share))).alias("want_hard"))
-          for name, share in cfg.phns.mixes.items())
+          for name, share in {**cfg.phns.mixes, UNIFORM_MIX: 0.0}.items())
     )
-    sizes = [F.size(pool).alias(f"size_{pool}") for pool in POOLS]
-    quotas = user_pools.select("*", *sizes, F.explode(mixes).alias("m")).select("*", "m.mix", "m.want_hard").drop("m")
-    steps = [
-        ("q_hard", "least(want_hard, size_hard)"),
-        ("rest", f"{n} - q_hard"),
-        ("q_trending", "least(rest - rest DIV 2, size_trending)"),
-        ("q_tailing", "least(rest DIV 2, size_tailing)"),
-        # fill what a short pool could not give: trending, then tailing, then hard
-        ("left", "rest - q_trending - q_tailing"),
-        ("n_trending", "q_trending + least(left, size_trending - q_trending)"),
-        ("left", "left - (n_trending - q_trending)"),
-        ("n_tailing", "q_tailing + least(left, size_tailing - q_tailing)"),
-        ("left", "left - (n_tailing - q_tailing)"),
-        ("n_hard", "q_hard + least(left, size_hard - q_hard)"),
-    ]
-    for name, expr in steps:
-        quotas = quotas.withColumn(name, F.expr(expr))
-    in_pools = F.expr("size_hard + size_trending + size_tailing > 0")
+    hard_by_draw = (
+        f"transform(sequence(0, {draws - 1}), d -> transform(array_sort(transform(hard, item -> "
+        f"named_struct('h', {_sample_hash(cfg, run_date, 'd, item')}, 'item_id', item))), s -> s.item_id))"
+    )
+    per_draw = user_pools.select(
+        "user_id", F.size("hard").alias("size_hard"), *(F.size(pool).alias(f"size_{pool}") for pool in POOLS[1:]),
+        F.posexplode(F.arrays_zip(F.expr(hard_by_draw).alias("hard_d"), F.col("uniform").alias("uniform_d")))
+        .alias("draw", "d"),
+    ).select("*", "d.hard_d", "d.uniform_d").drop("d")
+    quotas = per_draw.select("*", F.explode(mixes).alias("m")).select("*", "m.mix", "m.want_hard").drop("m")
+    quotas = quotas.withColumn("n_hard", F.expr("least(want_hard, size_hard)"))
+    quotas = quotas.withColumn("n_uniform", F.expr(f"least({n} - n_hard, size(uniform_d))"))
     return quotas.select(
-        *user_pools.columns,
-        *(f"size_{pool}" for pool in POOLS),
-        "mix",
-        "n_hard",
-        "n_trending",
-        "n_tailing",
-        in_pools.alias("in_pools"),
-        (in_pools & F.expr("want_hard > size_hard")).alias("hard_short"),
-        (in_pools & F.expr(f"n_hard + n_trending + n_tailing < {n}")).alias("short"),
-    )
-
-
-def order_pools_by_hash(user_pools: DataFrame, cfg: EncoreConfig, run_date: dt.date) -> DataFrame:
-    """Adds ``<pool>_by_hash``: the pool's (item_id, pool) in sampling order, hash then item_id."""
-    return user_pools.select(
         "*",
-        *(
-            F.expr(
-                f"transform(sort_array(transform({pool}, item -> named_struct('h', {_sample_hash(cfg, run_date, 'item')}, "
-                f"'item_id', item))), s -> named_struct('item_id', s.item_id, 'pool', '{pool}'))"
-            ).alias(f"{pool}_by_hash")
-            for pool in POOLS
-        ),
+        F.expr("want_hard > size_hard").alias("hard_short"),
+        F.expr(f"n_hard + n_uniform < {n}").alias("short"),
     )
 
 
-def sample_mix_negatives(quotas: DataFrame) -> DataFrame:
-    """The first n_<pool> items of each hash-ordered pool, hard then trending then tailing."""
-    taken = F.concat(*(F.expr(f"slice({pool}_by_hash, 1, n_{pool})") for pool in POOLS))
-    return quotas.select("user_id", "mix", F.posexplode(taken).alias("sample_idx", "s")).select(
-        "user_id", "mix", "s.item_id", "s.pool", "sample_idx"
+def sample_negatives(quotas: DataFrame, catalogue: DataFrame) -> DataFrame:
+    """PHNS_NEGATIVE rows: each (user, draw, mix)'s first ``n_hard`` hard items, then its first
+    ``n_uniform`` uniform items (``sample_idx`` continues after the hard ones)."""
+    hard = quotas.select(
+        "user_id", "mix", "draw", F.posexplode(F.expr("slice(hard_d, 1, n_hard)")).alias("sample_idx", "item_id"),
+    ).select("user_id", "mix", "draw", "item_id", F.lit("hard").alias("pool"), "sample_idx")
+    uniform = quotas.select(
+        "user_id", "mix", "draw", "n_hard",
+        F.posexplode(F.expr("slice(uniform_d, 1, n_uniform)")).alias("position", "item_idx"),
+    ).join(F.broadcast(catalogue), "item_idx").select(
+        "user_id", "mix", "draw", "item_id", F.lit("uniform").alias("pool"),
+        (F.col("n_hard") + F.col("position")).alias("sample_idx"),
     )
-
-
-def sample_uniform_negatives(user_pools: DataFrame, catalogue: DataFrame, cfg: EncoreConfig, run_date: dt.date) -> DataFrame:
-    """``n_negatives`` unseen items per user: draw order, or hash order when enumerated."""
-    candidates = user_pools.select("user_id", "uniform_enumerated", F.posexplode("uniform").alias("draw", "item_idx"))
-    ordered = candidates.join(F.broadcast(catalogue), "item_idx").select(
-        "user_id",
-        "item_id",
-        F.when(F.col("uniform_enumerated"), F.expr(_sample_hash(cfg, run_date, "item_id")))
-        .otherwise(F.col("draw").cast("bigint"))
-        .alias("order_key"),
-    )
-    return ordered.select(
-        "user_id",
-        F.lit(UNIFORM_MIX).alias("mix"),
-        "item_id",
-        F.lit("uniform").alias("pool"),
-        F.expr("CAST(row_number() OVER (PARTITION BY user_id ORDER BY order_key, item_id) - 1 AS INT)").alias(
-            "sample_idx"
-        ),
-    ).where(F.col("sample_idx") < cfg.phns.n_negatives)
+    return hard.unionByName(uniform).select(
+        "user_id", "mix", F.col("draw").cast("int"), "item_id", "pool", F.col("sample_idx").cast("int"))
 
 
 def pool_and_negative_stats(quotas: DataFrame, cfg: EncoreConfig) -> dict:
-    """Rows per pool and per-mix counts in one aggregation over the (user, mix) quotas (no sample is built).
-
-    Pool sizes and uniform counts are per user, so every mix group carries the same sums.
-    """
-    n = cfg.phns.n_negatives
-    uniform_rows = F.expr(f"CASE WHEN uniform_enumerated THEN least({n}, size(uniform)) ELSE size(uniform) END")
-    mix_rows = F.expr("n_hard + n_trending + n_tailing")  # 0 for a user without pool items
+    """Rows per pool and per mix in one aggregation over the (user, draw, mix) quotas (no sample
+    is built). Pool sizes are per user, so they are summed over one draw of one mix."""
+    first = F.col("draw") == 0
     totals = (
-        quotas.select("*", mix_rows.alias("mix_rows"), uniform_rows.alias("uniform_rows"))
-        .groupBy("mix")
+        quotas.groupBy("mix")
         .agg(
-            F.sum("mix_rows").alias("rows"),
-            F.count(F.when(F.col("mix_rows") > 0, 1)).alias("users"),
+            F.sum(F.col("n_hard") + F.col("n_uniform")).alias("rows"),
+            F.count(F.when(first & (F.col("n_hard") + F.col("n_uniform") > 0), 1)).alias("users"),
             F.sum("n_hard").alias("hard"),
-            F.count(F.when(F.col("hard_short"), 1)).alias("hard_short"),
-            F.count(F.when(F.col("short"), 1)).alias("short"),
-            F.count(F.when(F.col("in_pools"), 1)).alias("quota_users"),
-            *(F.sum(f"size_{pool}").alias(f"{pool}_pool_rows") for pool in POOLS),
-            F.sum("uniform_rows").alias("uniform_rows"),
-            F.count(F.when(F.col("uniform_rows") > 0, 1)).alias("uniform_users"),
-            F.count(F.when((F.col("uniform_rows") > 0) & (F.col("uniform_rows") < n), 1)).alias("uniform_short"),
+            F.count(F.when(first & F.col("hard_short"), 1)).alias("hard_short"),
+            F.count(F.when(first & F.col("short"), 1)).alias("short"),
+            *(F.sum(F.when(first, F.col(f"size_{pool}"))).alias(f"{pool}_pool_rows") for pool in POOLS),
         )
         .collect()
     )
-    per_mix: dict = {}
-    for r in totals:
-        if r["rows"] > 0:
-            per_mix[r["mix"]] = {"rows": r["rows"], "users": r["users"], "hard": r["hard"]}
-        if r["quota_users"] > 0:
-            per_mix.setdefault(r["mix"], {}).update(
-                users_hard_filled_from_other_pools=r["hard_short"], users_short=r["short"]
-            )
+    per_mix = {
+        r["mix"]: {"rows": r["rows"], "users": r["users"], "hard": r["hard"],
+                   "users_hard_filled_uniformly": r["hard_short"], "users_short": r["short"]}
+        for r in totals if r["rows"]
+    }
     any_mix = totals[0] if totals else None  # no users: no rows anywhere
-    if any_mix and any_mix["uniform_rows"] > 0:
-        per_mix[UNIFORM_MIX] = {
-            "rows": any_mix["uniform_rows"],
-            "users": any_mix["uniform_users"],
-            "hard": 0,
-            "users_short": any_mix["uniform_short"],
-        }
-    pool_rows = {pool: any_mix[f"{pool}_pool_rows"] for pool in POOLS if any_mix and any_mix[f"{pool}_pool_rows"] > 0}
+    pool_rows = {pool: any_mix[f"{pool}_pool_rows"] for pool in POOLS if any_mix and any_mix[f"{pool}_pool_rows"]}
     return {
         "phns_pools": sum(pool_rows.values()),
         "pool_rows": pool_rows,
-        "phns_negatives": sum(m.get("rows", 0) for m in per_mix.values()),
+        "phns_negatives": sum(m["rows"] for m in per_mix.values()),
         "mixes": per_mix,
     }
 
@@ -299,19 +258,15 @@ def run_phns_pools(
     )
     # one row per user, read by the stats and by both writes
     user_pools = build_user_pools(user_items, pools, catalogue, cfg, day).persist()
-    quotas = mix_quotas(order_pools_by_hash(user_pools, cfg, day), cfg)
+    quotas = mix_quotas(user_pools, cfg, day)
     counts = pool_and_negative_stats(quotas, cfg)
     stats: dict = {"run_date": day.isoformat(), "phns_pools": counts["phns_pools"], "pool_rows": counts["pool_rows"]}
-    write_partition(pool_rows(user_pools).select([c.name for c in PHNS_POOL]), cfg.lake_path("phns_pools", day),
+    write_partition(pool_rows(user_pools).select([c.name for c in PHNS_POOL]), cfg, "phns_pools", day,
                     counts["phns_pools"])
     stats["pools_seconds"] = round(time.monotonic() - start_time, 2)
     log.info("phns pools %s in %.1fs", stats["pool_rows"], stats["pools_seconds"])
-    negatives = (
-        sample_mix_negatives(quotas)
-        .unionByName(sample_uniform_negatives(user_pools, catalogue, cfg, day))
-        .select([c.name for c in PHNS_NEGATIVE])
-    )
-    stats["phns_negatives"] = write_partition(negatives, cfg.lake_path("phns_negatives", day), counts["phns_negatives"])
+    negatives = sample_negatives(quotas, catalogue).select([c.name for c in PHNS_NEGATIVE])
+    stats["phns_negatives"] = write_partition(negatives, cfg, "phns_negatives", day, counts["phns_negatives"])
     stats["mixes"] = counts["mixes"]
     user_pools.unpersist()
     if standalone:

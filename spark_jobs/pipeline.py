@@ -11,7 +11,7 @@ from pyspark.sql import functions as F
 
 from encore.core.config import EncoreConfig
 from encore.core.contracts import SESSIONIZED_EVENT
-from encore.core.lake import partition_dates
+from encore.core.lake import clean_stale_writes, partition_dates
 from spark_jobs.lake import (
     contract_schema,
     lookback_window,
@@ -27,6 +27,7 @@ from spark_jobs.sessionize import build_sessionized, run_sessionize, sessionize_
 log = logging.getLogger(__name__)
 
 JOBS = ("sessionize", "sequences", "phns_pools")
+TABLES = ("sessionized_events", "sequences", "phns_pools", "phns_negatives")  # the lake tables these jobs own
 
 
 def run_all(
@@ -54,7 +55,9 @@ def run_night(
     cfg: EncoreConfig, run_date: str | dt.date, spark: SparkSession | None = None, jobs: tuple[str, ...] = JOBS
 ) -> dict:
     """The nightly Spark task, in-process or under spark-submit: the lookback window's missing
-    sessionized history (a no-op once written), then ``run_all``."""
+    sessionized history (a no-op once written), then ``run_all``. First removes what an
+    interrupted earlier run of these jobs left in their tables."""
+    clean_stale_writes(cfg, *TABLES)
     spark = configure_session(spark) if spark else get_spark(cfg, "encore-nightly", run_date)
     history = backfill_sessionized(cfg, run_date, spark=spark) if "sessionize" in jobs else {"rows": {}}
     stats = run_all(cfg, run_date, spark=spark, jobs=jobs)
@@ -88,7 +91,8 @@ def backfill_sessionized(cfg: EncoreConfig, until: str | dt.date, spark: SparkSe
     sessionized = sessionize_events(events, cfg, targets_within_day=True).withColumn("dt", F.to_date("ts"))
     table = cfg.lake_path("sessionized_events")
     write_date_partitions(
-        sessionized.where(F.col("dt").isin(days)).select(*(c.name for c in SESSIONIZED_EVENT), "dt"), table
+        sessionized.where(F.col("dt").isin(days)).select(*(c.name for c in SESSIONIZED_EVENT), "dt"),
+        cfg, "sessionized_events",
     )
     present = set(partition_dates(cfg, "sessionized_events"))
     if present & set(missing):
@@ -99,7 +103,7 @@ def backfill_sessionized(cfg: EncoreConfig, until: str | dt.date, spark: SparkSe
     empty = spark.createDataFrame([], contract_schema(spark, SESSIONIZED_EVENT))
     for day in missing:
         if day not in present:  # a date without sessionized rows still gets its (empty) partition
-            stats["rows"][day] = write_partition(empty, cfg.lake_path("sessionized_events", day), 0)
+            stats["rows"][day] = write_partition(empty, cfg, "sessionized_events", dt.date.fromisoformat(day), 0)
     stats["seconds"] = round(time.monotonic() - start_time, 2)
     log.info("backfilled sessionized_events %s", stats)
     return stats

@@ -1,10 +1,12 @@
 """Per-user training sequences as of the run date (issue #4, step 2).
 
 One row per user: chronological item / skip / engagement / time arrays of the most
-recent ``sessions.max_seq_len + 1`` events (a full-length history before the last
-event), with temporal leave-last-out targets: ``test_idx`` = last positive
-(non-skipped) event, ``valid_idx`` = the positive before it. Users with fewer than
-``MIN_POSITIVES`` positives in that window cannot be split and are excluded (counted).
+recent ``sessions.sequence_events`` events (default ``training.max_seq_len + 1``: a
+full-length window before the last event), with temporal leave-last-out targets: ``test_idx`` = last positive
+(non-skipped) event, ``valid_idx`` = the positive before it, and the distinct items of
+the user's older events (``earlier_item_ids``), so evaluation can exclude the user's
+whole history. Users with fewer than ``MIN_POSITIVES`` positives in that window cannot
+be split and are excluded (counted).
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ MIN_POSITIVES = 3  # train on >= 1, validate on 1, test on 1
 
 
 def sequence_length(cfg: EncoreConfig) -> int:
-    return cfg.sessions.max_seq_len + 1
+    return cfg.sessions.sequence_events or cfg.training.max_seq_len + 1
 
 
 def build_user_sequences(sessionized: DataFrame, cfg: EncoreConfig) -> DataFrame:
@@ -51,6 +53,8 @@ def build_user_sequences(sessionized: DataFrame, cfg: EncoreConfig) -> DataFrame
         "user_id",
         F.size("events").cast("long").alias("n_events"),
         F.expr(f"slice(events, greatest(size(events) - {keep} + 1, 1), {keep})").alias("events"),
+        F.expr(f"array_sort(array_distinct(slice(events, 1, greatest(size(events) - {keep}, 0)).item_id))")
+        .alias("earlier_item_ids"),
         "n_sessions",
         "n_sessions_with_target",
     )
@@ -67,6 +71,7 @@ def build_user_sequences(sessionized: DataFrame, cfg: EncoreConfig) -> DataFrame
         F.col("events.ts").alias("ts"),
         F.expr("CAST(try_element_at(positive_idx, -2) AS INT)").alias("valid_idx"),
         F.expr("CAST(try_element_at(positive_idx, -1) AS INT)").alias("test_idx"),
+        "earlier_item_ids",
         "n_events",
         F.size("positive_idx").alias("n_positives"),
         "n_sessions",
@@ -105,7 +110,7 @@ def run_sequences(
     user_sequences = build_user_sequences(sessionized, cfg).persist()
     stats = {"run_date": day.isoformat(), **sequence_stats(user_sequences)}
     kept = user_sequences.where(F.col("n_positives") >= MIN_POSITIVES).select([c.name for c in SEQUENCE])
-    stats["sequences"] = write_partition(kept, cfg.lake_path("sequences", day), stats["users_kept"])
+    stats["sequences"] = write_partition(kept, cfg, "sequences", day, stats["users_kept"])
     user_sequences.unpersist()
     stats["seconds"] = round(time.monotonic() - start_time, 2)
     log.info("sequences %s", stats)

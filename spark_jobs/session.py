@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import os
+from pathlib import Path
 
 from pyspark.sql import SparkSession
 
@@ -38,6 +39,7 @@ def get_spark(cfg: EncoreConfig, app_name: str, run_date: str | dt.date | None =
     if "PYSPARK_GATEWAY_PORT" not in os.environ:
         builder = (
             builder.master(cfg.spark.master)
+            .config("spark.local.dir", spark_local_dir(cfg))
             .config("spark.driver.memory", cfg.spark.driver_memory)
             .config("spark.ui.enabled", "false")
             .config("spark.driver.extraJavaOptions", driver_java_options(cfg, run_date))
@@ -61,10 +63,18 @@ JIT_OPTIONS = {
 }
 
 
+def spark_local_dir(cfg: EncoreConfig) -> str:
+    """Spark's scratch space (shuffle and spill files) under the state dir's ``paths.tmp``,
+    not the machine's /tmp, so a killed night's leftovers are found and removed."""
+    path = Path(cfg.paths.tmp) / "spark"
+    path.mkdir(parents=True, exist_ok=True)
+    return str(path)
+
+
 def driver_java_options(cfg: EncoreConfig, run_date: str | dt.date | None) -> str:
-    """JVM options of the driver (under spark-submit also the executors'): UTC, the JIT
-    ``jit_mode`` picks, ``spark.java_options``."""
-    options = ["-Duser.timezone=UTC", *JIT_OPTIONS[jit_mode(cfg, run_date)]]
+    """JVM options of the driver (under spark-submit also the executors'): UTC, temp files under
+    ``paths.tmp``, the JIT ``jit_mode`` picks, ``spark.java_options``."""
+    options = ["-Duser.timezone=UTC", f"-Djava.io.tmpdir={spark_local_dir(cfg)}", *JIT_OPTIONS[jit_mode(cfg, run_date)]]
     return " ".join(options + cfg.spark.java_options.split())
 
 

@@ -113,7 +113,7 @@ def run_sessionize(
     of_day = sessionized.where(F.to_date("ts") == F.lit(day)).select([c.name for c in SESSIONIZED_EVENT])
     if not shared:  # the count and the write share one sessionization
         of_day = of_day.persist()
-    rows = write_partition(of_day, cfg.lake_path("sessionized_events", day), of_day.count())
+    rows = write_partition(of_day, cfg, "sessionized_events", day, of_day.count())
     if not shared:
         of_day.unpersist()
     stats = {"run_date": day.isoformat(), "sessionized_events": rows, "seconds": round(time.monotonic() - start_time, 2)}

@@ -18,7 +18,7 @@ from pathlib import Path
 import pyspark
 
 from encore.core.config import EncoreConfig, load_config
-from spark_jobs.session import driver_java_options
+from spark_jobs.session import driver_java_options, spark_local_dir
 
 SUBMIT_SCRIPT = Path(__file__).resolve()
 STATS_MARKER = "ENCORE_SPARK_STATS"  # starts the stdout line with the run's stats (JVM logs may follow)
@@ -34,22 +34,28 @@ def submitted_stats(stdout: str) -> dict:
 
 def submit_command(cfg: EncoreConfig, run_date: str | dt.date, jobs: tuple[str, ...] = ()) -> list[str]:
     """argv for spark-submit against ``cfg.spark.master`` (the driver imports the installed package)."""
-    java_options = driver_java_options(cfg, run_date)  # UTC, the JIT for the input size, spark.java_options
-    args = [
-        spark_submit_path(),
-        "--master", cfg.spark.master,
-        "--driver-memory", cfg.spark.driver_memory,
-        "--conf", f"spark.driver.extraJavaOptions={java_options}",
-        "--conf", f"spark.executor.extraJavaOptions={java_options}",
-        "--conf", f"spark.sql.shuffle.partitions={cfg.spark.shuffle_partitions}",
-        "--conf", f"spark.pyspark.python={sys.executable}",
-        "--conf", f"spark.pyspark.driver.python={sys.executable}",
-        str(SUBMIT_SCRIPT),
-        "--run-date", str(run_date),
-    ]
+    args = [*spark_submit_options(cfg, run_date), str(SUBMIT_SCRIPT), "--run-date", str(run_date)]
     for job in jobs:
         args += ["--job", job]
     return args
+
+
+def spark_submit_options(cfg: EncoreConfig, run_date: str | dt.date | None) -> list[str]:
+    """spark-submit and its options for ``cfg.spark`` (everything before the application file):
+    master, memory, the JVM options for ``run_date``'s input size, shuffle partitions, Python."""
+    java_options = driver_java_options(cfg, run_date)  # UTC, the JIT for the input size, spark.java_options
+    return [
+        spark_submit_path(),
+        "--master", cfg.spark.master,
+        "--driver-memory", cfg.spark.driver_memory,
+        "--executor-memory", cfg.spark.executor_memory,
+        "--conf", f"spark.driver.extraJavaOptions={java_options}",
+        "--conf", f"spark.executor.extraJavaOptions={java_options}",
+        "--conf", f"spark.sql.shuffle.partitions={cfg.spark.shuffle_partitions}",
+        "--conf", f"spark.local.dir={spark_local_dir(cfg)}",
+        "--conf", f"spark.pyspark.python={sys.executable}",
+        "--conf", f"spark.pyspark.driver.python={sys.executable}",
+    ]
 
 
 def spark_submit_path() -> str:
@@ -61,8 +67,19 @@ def spark_submit_path() -> str:
 def submit_env(cfg: EncoreConfig) -> dict[str, str]:
     """Environment of the spark-submit process: the task's whole config (``cfg.env()``) and a
     SPARK_HOME. Without one, pip-installed spark-submit looks for pyspark with whatever
-    ``python3`` is first on PATH, which in an Airflow worker need not be this venv's."""
-    return {"SPARK_HOME": str(Path(pyspark.__file__).parent), **os.environ, **cfg.env()}
+    ``python3`` is first on PATH, which in an Airflow worker need not be this venv's.
+    With a master on the loopback address (the cluster of ``spark_jobs.cluster``) the driver
+    binds there too (``SPARK_LOCAL_IP``): its executors call it back, and its web UI stays local."""
+    env = {"SPARK_HOME": str(Path(pyspark.__file__).parent), **os.environ, **cfg.env()}
+    if is_loopback_master(cfg.spark.master):
+        env.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+    return env
+
+
+def is_loopback_master(master: str) -> bool:
+    """A standalone master on this machine's loopback address, e.g. ``spark://127.0.0.1:7077``."""
+    host = master.removeprefix("spark://").rsplit(":", 1)[0]
+    return master.startswith("spark://") and host in {"127.0.0.1", "localhost"}
 
 
 def main(argv: list[str] | None = None) -> dict:

@@ -1,6 +1,6 @@
 import datetime as dt
 import json
-import os
+import re
 from pathlib import Path
 
 import pyarrow as pa
@@ -15,7 +15,6 @@ from encore.core.contracts import LANDING_EVENT, arrow_schema
 
 FIXTURES = Path(__file__).parent / "fixtures" / "adapters"
 UTC = dt.timezone.utc
-ML100K_INTER = Path(os.environ.get("ENCORE_ML100K_INTER", "/tmp/ml-100k/ml-100k.inter"))
 
 
 def utc(*parts):
@@ -42,7 +41,7 @@ def test_mssd_maps_sessions_skips_and_hourly_time():
     assert table["skip_level"].to_pylist() == [0, 1, 2, 3, 0, None]
     assert table["parse_error"].to_pylist() == [
         None, None, None, None,
-        "date: unparseable '2018-13-45x'",
+        "date: unparseable '2018-13-45x' (expected %Y-%m-%d; a different format needs --date-format)",
         "hour_of_day: out of range '25'; skip_1: unparseable 'maybe'",
     ]
     assert set(table["source"].to_pylist()) == {"mssd"}
@@ -55,7 +54,7 @@ def test_lastfm1k_falls_back_to_names_and_keeps_bad_lines():
     assert rows(table, "user_id", "item_id", "ts", "parse_error") == [
         ("user_000001", "Deep Dish - Fuck Me Im Famous (Pacha Ibiza)-09-28-2007", utc(2009, 5, 4, 23, 8, 57), None),
         ("user_000001", "f7c1f8f8-b935-45ed-8fc8-7def69d92a10", utc(2009, 5, 4, 13, 52, 4), None),
-        ("user_000002", "f7c1f8f8-b935-45ed-8fc8-7def69d92a10", None, "ts: unparseable '2009-13-45x'"),
+        ("user_000002", "f7c1f8f8-b935-45ed-8fc8-7def69d92a10", None, "ts: unparseable '2009-13-45x' (expected ISO-8601; a different format needs --date-format)"),
         # a quote inside a field is data, not CSV quoting
         ("user_000003", "5d9a9b2b-66a0-4d5d-9ff8-5b8d7f1b1cc1", utc(2009, 5, 5, 2, 0, 0), None),
         # line 4 has 3 fields: kept (appended) with what could be read
@@ -77,7 +76,7 @@ def test_movielens_u_data():
         ("22", "377", 1.0, utc(1997, 11, 7, 7, 18, 36)),
         ("244", "51", 2.0, None),
     ]
-    assert table["parse_error"].to_pylist() == [None, None, None, "ts: unparseable 'not-a-time'"]
+    assert table["parse_error"].to_pylist() == [None, None, None, "ts: unparseable 'not-a-time' (expected epoch s)"]
 
 
 def test_movielens_ratings_dat():
@@ -101,13 +100,15 @@ def test_movielens_ratings_csv():
 def test_movielens_recbole_inter():
     table = read_movielens(FIXTURES / "ml-100k.inter", source="ml-100k")
     assert rows(table, "user_id", "item_id", "rating", "ts") == EXPECTED_ML100K_HEAD + [("22", "377", 1.0, None)]
-    assert table["parse_error"].to_pylist() == [None, None, "ts: unparseable '12.5.2020'"]
+    assert table["parse_error"].to_pylist() == [None, None, "ts: unparseable '12.5.2020' (expected epoch s)"]
     assert set(table["source"].to_pylist()) == {"ml-100k"}
 
 
-@pytest.mark.skipif(not ML100K_INTER.exists(), reason=f"{ML100K_INTER} not present (RecBole 1.2.1 dataset_example)")
 def test_real_ml100k_inter():
-    table = read_movielens(ML100K_INTER)
+    """The real file (RecBole 1.2.1's dataset_example, fetched once into the dataset cache)."""
+    from encore.ingest.public_datasets import ml100k_path
+
+    table = read_movielens(ml100k_path())
     assert table.num_rows == 100_000
     assert pc.count_distinct(table["user_id"]).as_py() == 943
     assert pc.count_distinct(table["item_id"]).as_py() == 1682
@@ -124,7 +125,7 @@ def test_generic_csv_with_mapping_and_format():
         ("alice", "song-1", utc(2021, 5, 4, 10, 15, 30), 120, 4.5, None),
         ("bob", "song-2", utc(2021, 5, 5, 23, 59, 59), 30000, None, None),
         ("carol", "song-3", None, None, 3.0,
-         "ts: unparseable '31/02/2021 08:00:00'; duration_ms: unparseable 'abc'"),
+         "ts: unparseable '31/02/2021 08:00:00' (expected %d/%m/%Y %H:%M:%S; a different format needs --date-format); duration_ms: unparseable 'abc'"),
     ]
     assert table["item_length_ms"].to_pylist() == [240, 240, 200]
 
@@ -201,7 +202,7 @@ def test_land_events_splits_by_utc_date(tmp_path):
     assert written == {"1997-11-07": 1, "1997-12-04": 1, "1998-04-04": 2}
     latest = pq.read_table(Path(cfg.landing_path("1998-04-04", "ml")) / "events.parquet")
     assert latest.schema == arrow_schema(LANDING_EVENT)
-    assert rows(latest, "user_id", "parse_error") == [("186", None), ("244", "ts: unparseable 'not-a-time'")]
+    assert rows(latest, "user_id", "parse_error") == [("186", None), ("244", "ts: unparseable 'not-a-time' (expected epoch s)")]
 
     assert land_events(cfg, table, "ml", delivery_date="1999-01-01") == {
         "1997-11-07": 1, "1997-12-04": 1, "1998-04-04": 1, "1999-01-01": 1}
@@ -218,3 +219,36 @@ def test_cli_lands_a_generic_file(tmp_path, monkeypatch, capsys):
     landing = tmp_path / "landing" / "plays"
     assert sorted(p.name for p in landing.iterdir()) == ["dt=2021-05-04", "dt=2021-05-05"]
     assert pq.read_table(landing / "dt=2021-05-05" / "events.parquet")["user_id"].to_pylist() == ["bob", "carol"]
+
+
+def _resaved_mssd(tmp_path: Path) -> Path:
+    """The MSSD fixture as a spreadsheet re-saves it: dates as 15/07/2018."""
+    text = re.sub(r",(\d{4})-(\d{2})-(\d{2}),", r",\3/\2/\1,", (FIXTURES / "mssd_log.csv").read_text())
+    path = tmp_path / "log_resaved.csv"
+    path.write_text(text)
+    return path
+
+
+def test_resaved_mssd_dates_are_quarantined_naming_the_option_not_guessed(tmp_path):
+    table = adapters.read_mssd(_resaved_mssd(tmp_path))
+    errors = table["parse_error"].to_pylist()
+    for row, day in enumerate(["15/07/2018"] * 3 + ["16/07/2018"]):
+        assert errors[row] == f"date: unparseable '{day}' (expected %Y-%m-%d; a different format needs --date-format)"
+    assert table["ts"].null_count == table.num_rows  # nothing guessed
+
+
+def test_resaved_mssd_dates_with_date_format(tmp_path):
+    table = adapters.read_mssd(_resaved_mssd(tmp_path), date_format="%d/%m/%Y")
+    original = adapters.read_mssd(FIXTURES / "mssd_log.csv")
+    assert table["ts"].to_pylist() == original["ts"].to_pylist()
+    errors = table["parse_error"].to_pylist()
+    assert errors[:4] == [None] * 4 and errors[5] == original["parse_error"][5].as_py()
+
+
+@pytest.mark.parametrize("name", ["../../x", "a/b", ".hidden", "x;drop table"])
+def test_source_names_that_could_leave_the_landing_zone_are_rejected(cfg, tmp_path, name, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        adapters.main(["--source", "movielens", "--input", str(FIXTURES / "u.data"), "--name", name])
+    assert exit_.value.code == 2 and "is not allowed" in capsys.readouterr().err
+    assert not Path(cfg.paths.landing).exists()
+    assert not (Path(cfg.paths.home).parent / "x").exists()

@@ -24,8 +24,9 @@ LAYERS = (
     ("encore.features", 3),
     ("training", 4),
     ("encore.nightly", 5),
-    ("encore.deploy", 5),
-    ("benchmarks", 6),
+    ("encore.deploy", 6),
+    ("benchmarks", 7),
+    ("encore.cli", 7),
 )
 OWN = tuple(prefix for prefix, _ in LAYERS)
 

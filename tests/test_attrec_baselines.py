@@ -9,12 +9,13 @@ import pytest
 import torch
 
 from training.baselines import build_baseline
-from training.data import SequenceBatch, SequenceData
+from encore.core.config import ConfigError
+from training.data import SequenceBatch
 from training.evaluation import evaluate_model
 from training.losses import pairwise_hinge_loss
 from training.models import build_model
 from training.models.attrec import AttRec, AttRecConfig, HingeObjective
-from toy_data import toy_sequence_table
+from toy_data import toy_data
 from training.trainer import Trainer, TrainSettings
 
 
@@ -28,7 +29,9 @@ def make_batch(rows: list[list[tuple[int, bool]]], length: int | None = None) ->
             seq[i, -len(row):] = torch.tensor([item for item, _ in row])
             skip[i, -len(row):] = torch.tensor([s for _, s in row])
     zeros = torch.zeros(len(rows), dtype=torch.long)
-    return SequenceBatch(seq, skip, (~skip).float(), torch.zeros_like(seq), zeros, torch.arange(len(rows)))
+    none = torch.zeros(len(rows), length, 0, dtype=torch.long)
+    return SequenceBatch(seq, skip, (~skip).float(), torch.zeros_like(seq), none, none.float(), none.float(), zeros,
+                         torch.zeros(len(rows), 0, dtype=torch.long), torch.arange(len(rows)))
 
 
 def plays(*items: int) -> list[tuple[int, bool]]:
@@ -114,7 +117,7 @@ def test_pairwise_hinge_loss_by_hand():
 
 
 def test_attrec_learns_toy_cycles():
-    data = SequenceData.from_arrow(toy_sequence_table(n_users=64, n_items=20, seed=0))
+    data = toy_data(n_users=64, n_items=20, seed=0)
     torch.manual_seed(0)
     model = build_model("attrec", data.n_items, n_users=data.n_users, max_seq_len=20, hidden=16)
     model.attach_users(data.user_ids)
@@ -225,7 +228,24 @@ def test_matrix_factorization_negative_variant_ranks_skipped_item_lower(name):
 
 
 def test_baselines_run_in_the_shared_evaluation():
-    data = SequenceData.from_arrow(toy_sequence_table(n_users=48, n_items=20, seed=1))
+    data = toy_data(n_users=48, n_items=20, seed=1)
     model = build_baseline("item_knn", data.n_items).fit(data.split("train", 50), data.user_ids)
     metrics = evaluate_model(model, data.split("test", 50), data.n_items)
     assert metrics["n_users"] == 48 and metrics["hr@10"] > 0.9  # next positive = last positive + 1 co-occurs
+
+
+def test_baselines_train_through_the_same_tracked_path(cfg):
+    """One tracked-fit path for every model: a baseline is fitted, evaluated, tracked and
+    registered by train_model exactly like a sequence model."""
+    from mlflow import MlflowClient
+
+    from training.train import train_model
+
+    data = toy_data(n_users=48, n_items=20, seed=1)
+    out = train_model(cfg, "2026-10-30", "item_knn_neg", data=data, dataset="toy", seed=3)
+    assert out["model_name"] == "item_knn_neg" and out["model_version"] == "1"
+    assert out["valid"]["hr@10"] > 0.9 and "score_std_median" in out["test"]
+    run = MlflowClient(cfg.paths.mlflow_tracking_uri).get_run(out["run_id"])
+    assert run.data.params["negative_feedback"] == "True" and run.data.params["seed"] == "3"
+    with pytest.raises(ConfigError, match="unknown setting 'epochs'"):  # a closed-form fit has no epochs
+        train_model(cfg, "2026-10-30", "item_knn", data=data, epochs=3)

@@ -1,6 +1,6 @@
 import pytest
 
-from encore.core.config import ConfigError, default_run_dates, load_config
+from encore.core.config import ConfigError, load_config
 
 
 def test_paths_derive_from_home(tmp_path):
@@ -68,6 +68,3 @@ def test_bad_values_fail_with_their_name(tmp_path, env, message):
         load_config({"ENCORE_HOME": str(tmp_path), **env})
 
 
-def test_default_run_dates_are_last_days_of_dataset(tmp_path):
-    cfg = load_config({"ENCORE_HOME": str(tmp_path)}, data={"start_date": "2026-10-01", "n_days": 30})
-    assert default_run_dates(cfg) == ["2026-10-28", "2026-10-29", "2026-10-30"]

@@ -129,13 +129,15 @@ def _rows(cfg, sql: str, params=None) -> list[dict]:
         return [dict(zip(names, row)) for row in cur.fetchall()]
 
 
-INCREMENTAL_MARTS = ("dim_items", "user_features", "fct_training_examples", "fct_user_negatives", "eval_candidates")
+INCREMENTAL_MARTS = ("dim_items", "user_features", "fct_training_examples", "fct_user_negatives", "eval_candidates",
+                     "fct_user_sequences")
 
 
 @pytest.fixture(scope="module")
 def built(tmp_path_factory):
-    """Build everything for D on the fixture lake with an empty recommendations table."""
-    home = tmp_path_factory.mktemp("encore_home")
+    """Build everything for D on the fixture lake with an empty recommendations table. The state
+    dir's name holds a quote: the lake path reaches SQL as a properly quoted literal (issue #22)."""
+    home = tmp_path_factory.mktemp("o'brien_encore_home")
     cfg = _cfg(home)
     write_fixture_lake(Path(cfg.paths.lake))
     create_recommendations_table(Path(cfg.paths.warehouse))
@@ -255,16 +257,30 @@ def test_training_examples_targets_and_soft_labels(built):
         assert r["engagement_weight"] == pytest.approx(weight), key
         assert r["next_k_item_ids"] == next_items, key
         assert r["next_k_soft_labels"] == pytest.approx(labels), key
+    assert got[("u1", 0)]["next_k_positions"] == [1, 3, 4]
+    assert got[("u1", 0)]["next_k_completions"] == pytest.approx([0.9, 1.0, 0.7])
+    assert got[("u2", 0)]["next_k_positions"] == [2]
     assert got[("u1", 5)]["input_item_id"] == "i4" and got[("u1", 5)]["input_is_skip"] is True
 
 
 def test_user_negatives_lists(built):
     cfg, _ = built
-    rows = {(r["user_id"], r["mix"]): r for r in _rows(cfg, "select * from main.fct_user_negatives where run_date = ?", [D])}
-    assert len(rows) == 6
-    u2 = rows[("u2", "MEDIUM")]
-    assert u2["negative_item_ids"] == ["i4", "i5", "i6"] and u2["negative_pools"] == ["hard", "trending", "tailing"]
-    assert (u2["n_negatives"], u2["n_hard"], u2["n_trending"], u2["n_tailing"], u2["n_uniform"]) == (3, 1, 1, 1, 0)
+    rows = {(r["user_id"], r["mix"], r["draw"]): r
+            for r in _rows(cfg, "select * from main.fct_user_negatives where run_date = ?", [D])}
+    assert len(rows) == 8
+    u2 = rows[("u2", "MEDIUM", 0)]
+    assert u2["negative_item_ids"] == ["i4", "i5", "i6"] and u2["negative_pools"] == ["hard", "uniform", "uniform"]
+    assert (u2["n_negatives"], u2["n_hard"], u2["n_uniform"]) == (3, 1, 2)
+    assert rows[("u1", "MEDIUM", 1)]["negative_item_ids"] == ["i2", "i6"]  # another draw, its own list
+
+
+def test_user_sequences_snapshot(built):
+    cfg, _ = built
+    rows = {r["user_id"]: r for r in _rows(cfg, "select * from main.fct_user_sequences where run_date = ?", [D])}
+    assert sorted(rows) == ["u1", "u2", "u3"]
+    assert rows["u1"]["item_ids"] == ["i1", "i1", "i2", "i3", "i5", "i4", "i1", "i6"]
+    assert (rows["u1"]["valid_idx"], rows["u1"]["test_idx"], rows["u1"]["earlier_item_ids"]) == (6, 7, ["i3"])
+    assert rows["u3"]["valid_idx"] == -1
 
 
 def test_eval_candidates_sets(built):
@@ -277,7 +293,7 @@ def test_eval_candidates_sets(built):
     assert sets[("u2", "phns_hard")] == {"i2": (1, "target"), "i4": (0, "hard"), "i1": (0, "hard"),
                                          "i5": (0, "trending"), "i3": (0, "trending"), "i6": (0, "tailing")}
     assert sets[("u3", "phns_hard")] == {"i1": (1, "target"), "i5": (0, "hard"), "i2": (0, "trending"), "i6": (0, "tailing")}
-    assert sets[("u1", "easy")] == {"i6": (1, "target"), "i5": (0, "uniform"), "i3": (0, "uniform")}
+    assert sets[("u1", "easy")] == {"i6": (1, "target"), "i5": (0, "uniform"), "i3": (0, "uniform")}  # draw 0 only
     # u2's uniform sample i2 is its own test target: it appears once, as the positive.
     assert sets[("u2", "easy")] == {"i2": (1, "target"), "i3": (0, "uniform")}
     assert sets[("u3", "easy")] == {"i1": (1, "target"), "i6": (0, "uniform")}
@@ -372,6 +388,9 @@ def test_broken_inputs_fail_the_named_dbt_tests(tmp_path):
     assert "not_null_stg_sessionized_events_session_id" in message
     assert "unique_stg_sessionized_events_event_id" in message
     assert "assert_every_clean_event_in_exactly_one_session" in message
+    # the reconciliation names the date, the problem and the partition to re-run
+    assert "problem=clean event sessionized more than once" in message
+    assert "partition_to_rerun=sessionized_events/dt=2026-" in message
     assert "not_null_stg_sessionized_events_user_id" not in message  # only the broken rules fail
     names = {f["name"] for f in err.failures}
     assert "unique_stg_sessionized_events_event_id" in names

@@ -41,3 +41,20 @@ def test_path_exists_for_files_and_directories(cfg, tmp_path):
     assert lake.path_exists(cfg.lake_path("events_clean"))
     assert lake.path_exists(cfg.lake_path("events_clean", "2026-10-01") + "/part-0.parquet")
     assert not lake.path_exists(str(tmp_path / "nowhere"))
+
+
+def test_failed_write_names_table_and_date_and_leaves_the_old_partition(cfg, monkeypatch):
+    """A full disk mid-write: the error says which partition and why; no staging folder is left."""
+    lake.write_partition(cfg, "t", "2026-10-05", pa.table({"x": [1]}))
+
+    def no_space(table, where, filesystem=None):
+        Path(where).write_bytes(b"PAR1 half")
+        raise OSError("[Errno 28] Error writing bytes to file. Detail: [errno 28] No space left on device")
+
+    monkeypatch.setattr(lake.pq, "write_table", no_space)
+    with pytest.raises(lake.LakeWriteError, match=r"lake table 't' dt=2026-10-05: writing .* failed, the partition "
+                                                  r"is unchanged: .*No space left on device"):
+        lake.write_partition(cfg, "t", "2026-10-05", pa.table({"x": [2]}))
+    assert [p.name for p in Path(cfg.lake_path("t")).iterdir()] == ["dt=2026-10-05"]
+    monkeypatch.undo()
+    assert lake.read_partition(cfg, "t", "2026-10-05").column("x").to_pylist() == [1]

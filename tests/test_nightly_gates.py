@@ -1,4 +1,5 @@
-"""The nightly gate between inference and publish: a failing recommendations check keeps yesterday's table."""
+"""The nightly gates: a failing recommendations check keeps yesterday's table; a night whose
+models all fail the sanity floor promotes nothing and publishes nothing."""
 
 import datetime as dt
 
@@ -8,7 +9,8 @@ import pytest
 from encore.core import lake
 from encore.nightly import stages as nightly
 from encore.core.contracts import RECOMMENDATION, SEQUENCE, arrow_schema
-from encore.core.warehouse import connect, publish_recommendations
+from encore.core.warehouse import PublishError, connect, publish_recommendations
+from toy_data import write_toy_marts
 from validations.gx import ValidationFailed
 
 
@@ -23,20 +25,21 @@ def _recs(run_date: str, item_for_u2: str) -> pa.Table:
     return pa.Table.from_pylist(rows, schema=arrow_schema(RECOMMENDATION))
 
 
+D6 = dt.date(2026, 10, 6)
+
+
 @pytest.fixture
 def night(cfg):
     cfg.inference.k = 2
     now = dt.datetime(2026, 10, 6, tzinfo=dt.timezone.utc)
     sequences = pa.Table.from_pylist(
-        [{"user_id": u, "item_ids": ["a", "b", "c"], "is_skip": [False, False, False],
-          "completion": [1.0, 1.0, 1.0], "ts": [now] * 3, "valid_idx": 1, "test_idx": 2, "n_events": 3}
+        [{"user_id": u, "item_ids": ["a", "b", "c"], "is_skip": [False, False, False], "completion": [1.0, 1.0, 1.0],
+          "ts": [now] * 3, "valid_idx": 1, "test_idx": 2, "earlier_item_ids": [], "n_events": 3}
          for u in ("u1", "u2")],
         schema=arrow_schema(SEQUENCE),
     )
     for day in ("2026-10-05", "2026-10-06"):
-        lake.write_partition(cfg, "sequences", day, sequences)
-    with connect(cfg) as con:
-        con.execute("CREATE TABLE dim_items AS SELECT DATE '2026-10-06' AS run_date, unnest(['a', 'b', 'c']) AS item_id")
+        write_toy_marts(cfg, day, sequences)  # fct_user_sequences, fct_training_examples, dim_items (a, b, c)
     publish_recommendations(cfg, "2026-10-05", _recs("2026-10-05", "c"))
     return cfg
 
@@ -44,12 +47,37 @@ def night(cfg):
 def test_failed_recommendation_check_blocks_publish(night):
     lake.write_partition(night, "recommendations_staged", "2026-10-06", _recs("2026-10-06", "ghost-item"))
     with pytest.raises(ValidationFailed, match="item not in dim_items"):
-        nightly.validate_recommendations(night, "2026-10-06")
+        nightly.validate_recommendations(night, D6)
+    with pytest.raises(PublishError, match="have not passed validate_recommendations"):
+        nightly.publish(night, D6)  # cleared and run alone: still refuses
     with connect(night, read_only=True) as con:
         assert con.execute("SELECT DISTINCT run_date::VARCHAR FROM recommendations_latest").fetchall() == [("2026-10-05",)]
 
 
 def test_passing_check_then_publish(night):
     lake.write_partition(night, "recommendations_staged", "2026-10-06", _recs("2026-10-06", "c"))
-    assert nightly.validate_recommendations(night, "2026-10-06")["users"] == 2
-    assert nightly.publish(night, "2026-10-06")["published_rows"] == 4
+    assert nightly.validate_recommendations(night, D6)["users"] == 2
+    assert nightly.publish(night, D6)["published_rows"] == 4
+
+
+def test_publish_refuses_rows_changed_after_the_check(night):
+    lake.write_partition(night, "recommendations_staged", "2026-10-06", _recs("2026-10-06", "c"))
+    nightly.validate_recommendations(night, D6)
+    lake.write_partition(night, "recommendations_staged", "2026-10-06", _recs("2026-10-06", "a"))
+    with pytest.raises(PublishError, match="or changed since"):
+        nightly.publish(night, D6)
+
+
+def test_night_whose_models_all_fail_the_floor_promotes_nothing(night):
+    from training.promotion import champion_for_date
+
+    nan = float("nan")
+    trained = [{"model_name": "sasrec+cl_item", "model_version": "1", "valid": {"ndcg@10": nan, "skip_mrr": nan}},
+               {"model_name": "smoe_bst+phns_medium", "model_version": "2",
+                "valid": {"ndcg@10": 0.4, "score_std_median": 0.0}}]
+    decision = nightly.promote(night, D6, trained)
+    assert decision["promoted"] is False and decision["challenger"] is None
+    assert "sasrec+cl_item: ndcg@10 is nan" in decision["reason"]
+    assert "smoe_bst+phns_medium: its scores are constant per user" in decision["reason"]
+    with pytest.raises(LookupError, match="no champion yet"):
+        champion_for_date(night, "2026-10-06")

@@ -67,3 +67,75 @@ def test_rerun_reuses_the_recorded_decision(cfg, registry):
     assert again.challenger_version == "1" and again.promoted
     assert current_champion(registry, cfg.promotion.registered_model) == "2"
     assert champion_for_date(cfg, "2026-10-28") == "1"
+
+
+# ---- the sanity floor (issue #22: a diverged model must never be published) ----------
+
+
+def test_nan_challenger_is_never_promoted():
+    nan = float("nan")
+    ok, reason = decide({"ndcg@10": nan, "skip_mrr": nan}, {"ndcg@10": .157, "skip_mrr": .05}, "ndcg@10", 0, "skip_mrr")
+    assert not ok and "ndcg@10 is nan" in reason
+    ok, reason = decide({"ndcg@10": nan}, None, "ndcg@10", 0, "skip_mrr")
+    assert not ok and "sanity floor" in reason
+
+
+def test_constant_or_nonfinite_scores_are_rejected_even_on_the_first_night():
+    flat = {"ndcg@10": 0.3, "score_std_median": 0.0, "score_nonfinite_share": 0.0}
+    ok, reason = decide(flat, None, "ndcg@10", 0, "skip_mrr")
+    assert not ok and "constant per user" in reason
+    broken = {"ndcg@10": 0.3, "score_std_median": 0.5, "score_nonfinite_share": 0.25}
+    ok, reason = decide(broken, None, "ndcg@10", 0, "skip_mrr")
+    assert not ok and "25.0% of its scores are not finite" in reason
+
+
+def test_challenger_far_below_popularity_is_rejected():
+    weak = {"ndcg@10": 0.04, "score_std_median": 0.1}
+    ok, reason = decide(weak, None, "ndcg@10", 0, "skip_mrr", popularity=0.10, popularity_floor=0.5)
+    assert not ok and "below 0.5 x the most-popular baseline's 0.1000" in reason
+    ok, _ = decide({"ndcg@10": 0.06, "score_std_median": 0.1}, None, "ndcg@10", 0, "skip_mrr", popularity=0.10)
+    assert ok
+
+
+def test_nan_guard_counts_as_worse():
+    ok, reason = decide({"ndcg@10": 0.3, "skip_mrr": float("nan")}, {"ndcg@10": 0.2, "skip_mrr": 0.05},
+                        "ndcg@10", 0, "skip_mrr")
+    assert not ok and "skip_mrr got worse" in reason
+
+
+def test_a_constant_scorer_evaluates_to_the_floor_not_to_a_perfect_score():
+    """What LR=1.0 produced: every score equal. Ranked pessimistically it scores ~0 and
+    its score health shows the collapse."""
+    import torch
+    from toy_data import toy_sequence_table
+
+    from training.data import SequenceData
+    from training.evaluation import evaluate_model
+    from training.promotion import sanity_problems
+
+    class Constant:
+        def score_all(self, seqs):
+            return torch.zeros(seqs.shape[0], data.n_items)
+
+    data = SequenceData.from_arrow(toy_sequence_table(n_users=30, n_items=25, seed=3))
+    metrics = evaluate_model(Constant(), data.split("valid", 10), data.n_items, exclude="none")
+    assert metrics["ndcg@10"] == 0.0 and metrics["score_std_median"] == 0.0
+    assert "constant per user" in " ".join(sanity_problems(metrics, "ndcg@10"))
+
+
+def test_night_without_a_sane_model_publishes_nothing_and_says_why(cfg):
+    from training.promotion import champion_for_date, record_no_challenger
+
+    decision = record_no_challenger(cfg, "2026-10-28", {"sasrec": "ndcg@10 is nan"})
+    assert not decision.promoted and decision.challenger_version is None
+    with pytest.raises(LookupError, match="sasrec: ndcg@10 is nan.*no champion yet"):
+        champion_for_date(cfg, "2026-10-28")
+
+
+def test_broken_challenger_keeps_the_champion_serving(cfg, registry):
+    from training.promotion import champion_for_date, record_no_challenger
+
+    promote(cfg, "2026-10-28", "1", {"1": {"ndcg@10": 0.2, "score_std_median": 0.1}}.get, registry)
+    record_no_challenger(cfg, "2026-10-29", {"sasrec": "its scores are constant per user"}, registry)
+    assert champion_for_date(cfg, "2026-10-29") == "1"
+    assert current_champion(registry, cfg.promotion.registered_model) == "1"

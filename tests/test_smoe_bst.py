@@ -1,10 +1,11 @@
 """S-MoE-BST (seed 003): gate, regulariser, next-K soft labels, engagement weights,
-PHNS sampler, multi-task losses, over-fitting and the tracked training run."""
+multi-task losses, the marts' PHNS negatives and evaluation sets, over-fitting and the
+tracked training run."""
 
 from __future__ import annotations
 
+import datetime as dt
 import math
-from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
@@ -19,7 +20,6 @@ from training.losses import (
     ctr_position_mask,
     engagement_weights,
     gate_entropy,
-    next_k_targets,
     smoe_bst_loss,
     weighted_ctr_loss,
     weighted_ranking_loss,
@@ -27,8 +27,8 @@ from training.losses import (
 from training.models import build_model
 from training.models.smoe_bst import PairHead
 from training.multitask import MultiTaskObjective
-from training.phns import PhnsPools, PhnsSampler, pool_composition
-from toy_data import toy_sequence_table
+from training.negatives import candidates_from_arrow, negatives_from_arrow
+from toy_data import toy_data, toy_sequence_table, toy_training_examples, write_toy_marts
 from training.trainer import Trainer, TrainSettings, seed_everything
 
 SMALL = dict(hidden=32, layers=1, heads=2, dropout=0.0, max_seq_len=16)
@@ -36,7 +36,7 @@ SMALL = dict(hidden=32, layers=1, heads=2, dropout=0.0, max_seq_len=16)
 
 @pytest.fixture(scope="module")
 def toy() -> SequenceData:
-    return SequenceData.from_arrow(toy_sequence_table(n_users=48, n_items=20, skip_rate=0.25, seed=1))
+    return toy_data(n_users=48, n_items=20, skip_rate=0.25, seed=1)
 
 
 def small_model(data: SequenceData, **kw):
@@ -104,14 +104,20 @@ def test_entropy_regulariser_prevents_expert_collapse(toy):
 
 
 def test_next_k_targets_and_engagement_weights_by_hand():
-    # window: pad, a(1), b(2, skipped), c(3), d(4), e(5)
-    seq = torch.tensor([[0, 1, 2, 3, 4, 5]])
-    skip = torch.tensor([[False, False, True, False, False, False]])
-    completion = torch.tensor([[0.0, 0.9, 0.02, 0.5, 1.0, 0.25]])
-    items, comp = next_k_targets(seq, skip, completion, k=3)
-    assert items[0].tolist() == [[0, 0, 0], [3, 4, 5], [3, 4, 5], [4, 5, 0], [5, 0, 0], [0, 0, 0]]
-    assert torch.allclose(comp[0, 1], torch.tensor([0.5, 1.0, 0.25]))
-    weights = engagement_weights(comp[0, 1], alpha=1.0)
+    # one user: a, b (skipped), c, d, e, f; valid = e, test = f -> the train window is a b c d
+    table = pa.Table.from_pylist([{
+        "user_id": "u", "item_ids": list("abcdef"), "is_skip": [False, True, False, False, False, False],
+        "completion": [0.9, 0.02, 0.5, 1.0, 0.25, 1.0], "valid_idx": 4, "test_idx": 5}])
+    data = SequenceData.from_arrow(table, toy_training_examples(table))
+    train = data.split("train", 6)
+    a, b, c, d = 1, 2, 3, 4
+    # next K positives inside the window, never the valid target e: a -> c d, b -> c d, c -> d
+    # (K = 2: no position has three next positives of its split)
+    assert train.next_k[0].tolist() == [[0, 0], [0, 0], [c, d], [c, d], [d, 0], [0, 0]]
+    assert train.next_k_label[0, 2].tolist() == pytest.approx([1.0, 0.6])
+    assert torch.allclose(train.next_k_completion[0, 2, :2], torch.tensor([0.5, 1.0]))
+    comp = torch.tensor([0.5, 1.0, 0.25])
+    weights = engagement_weights(comp, alpha=1.0)
     assert torch.allclose(weights, torch.tensor([1.5, 2.0, 1.25]))
     strengths = torch.tensor([1.0, 0.6, 0.3])
     assert torch.allclose(strengths * weights, torch.tensor([1.5, 1.2, 0.375]))  # ranking-loss weights
@@ -167,107 +173,58 @@ def test_ctr_positions_are_drawn_among_positions_with_a_target():
     assert draws[0] == 0 and torch.allclose(draws[1:], torch.full((5,), 0.2), atol=0.03)  # uniform over 5
 
 
-# ---- PHNS sampler ---------------------------------------------------------------
+# ---- PHNS negatives and evaluation sets from the marts ------------------------------
 
 
-def _sampler_data() -> tuple[SequenceData, PhnsPools]:
-    """Two users over 200 items; pools of 60 each; user 0's hard pool also lists two
-    of its positives (must never be drawn)."""
-    items = [f"i{i:03d}" for i in range(200)]
-    rows = [
-        {"user_id": "u0", "item_ids": ["i000", "i001", "i002", "i003", "i004"], "is_skip": [False, True, False, False, False],
-         "completion": [1.0, 0.0, 1.0, 1.0, 1.0], "valid_idx": 3, "test_idx": 4},
-        {"user_id": "u1", "item_ids": ["i005", "i006", "i007"], "is_skip": [False, False, False],
-         "completion": [1.0, 1.0, 1.0], "valid_idx": 1, "test_idx": 2},
-    ]
-    table = pa.Table.from_pylist(rows)
-    from training.data import ItemVocab
-
-    data = SequenceData.from_arrow(table, vocab=ItemVocab(items))
-    pool_rows = []
-    for user in ("u0", "u1"):
-        hard = [f"i{i:03d}" for i in range(10, 70)] + (["i000", "i002"] if user == "u0" else [])
-        for pool, names in (("hard", hard), ("trending", [f"i{i:03d}" for i in range(70, 130)]),
-                            ("tailing", [f"i{i:03d}" for i in range(130, 190)])):
-            pool_rows += [{"user_id": user, "pool": pool, "item_id": n, "pool_rank": r + 1} for r, n in enumerate(names)]
-    return data, PhnsPools.from_arrow(pa.Table.from_pylist(pool_rows), data)
+def test_mart_negatives_align_with_users_and_draws():
+    data = toy_data(n_users=3, n_items=10, seed=0)
+    users = list(data.user_ids)
+    rows = pa.Table.from_pylist([
+        {"user_id": users[2], "draw": 0, "negative_item_ids": ["i001", "i002"]},
+        {"user_id": users[2], "draw": 1, "negative_item_ids": ["i003"]},
+        {"user_id": users[0], "draw": 0, "negative_item_ids": ["i004", "nope"]},  # unknown item -> 0
+        {"user_id": "stranger", "draw": 0, "negative_item_ids": ["i005"]},
+    ])
+    negatives = negatives_from_arrow(rows, data)
+    enc = lambda item: int(data.vocab.encode([item])[0])  # noqa: E731
+    assert negatives.shape == (3, 2, 2)
+    assert negatives[2].tolist() == [[enc("i001"), enc("i002")], [enc("i003"), 0]]
+    assert negatives[0, 0].tolist() == [enc("i004"), 0] and not negatives[1].any()
+    objective = MultiTaskObjective(negatives, MultiTaskSettings(), ("short",), "MEDIUM")
+    objective.start_epoch(2)
+    assert objective.negatives[2].tolist() == [enc("i003"), 0]  # epoch 2 uses draw 1
+    objective.start_epoch(3)
+    assert objective.negatives[2].tolist() == [enc("i001"), enc("i002")]  # and epoch 3 draw 0 again
 
 
-@pytest.mark.parametrize("share,expected", [(0.5, (10, 5, 5)), (0.3, (6, 7, 7)), (0.2, (4, 8, 8))])
-def test_sampler_respects_mix_and_never_returns_a_positive(share, expected):
-    data, pools = _sampler_data()
-    sampler = PhnsSampler(pools, share, n_negatives=20, seed=3)
-    positives = {0: {1, 3, 4, 5}, 1: {6, 7, 8}}  # ids of i000, i002, i003, i004 / i005..i007
-    for epoch in range(30):
-        drawn = sampler.sample(epoch)
-        for user in (0, 1):
-            ids = drawn[user].tolist()
-            assert len(set(ids)) == 20 and not set(ids) & positives[user]
-            hard = sum(i in set(pools.pools["hard"][user].tolist()) for i in ids)
-            trending = sum(i in set(pools.pools["trending"][user].tolist()) for i in ids)
-            assert (hard, trending, 20 - hard - trending) == expected
-    assert not torch.equal(sampler.sample(0), sampler.sample(1))  # re-drawn every epoch
-    assert torch.equal(sampler.sample(4), sampler.sample(4))
-
-
-def test_uniform_share_reserves_negatives_for_unseen_catalogue_items():
-    data, pools = _sampler_data()
-    # 20 negatives, half uniform: the MEDIUM mix gets 10 (3 hard, 4 trending, 3 tailing), 10 are uniform
-    sampler = PhnsSampler(pools, 0.3, n_negatives=20, seed=3, uniform_share=0.5)
-    seen = {0: set(data.items[0:5].tolist()), 1: set(data.items[5:8].tolist())}
-    outside_pools = set()
-    for epoch in range(30):
-        drawn = sampler.sample(epoch)
-        for user in (0, 1):
-            ids = drawn[user].tolist()
-            phns, uniform = ids[:10], ids[10:]
-            assert len(set(ids)) == 20
-            hard = sum(i in set(pools.pools["hard"][user].tolist()) for i in phns)
-            trending = sum(i in set(pools.pools["trending"][user].tolist()) for i in phns)
-            assert (hard, trending, 10 - hard - trending) == (3, 4, 3)
-            assert not set(uniform) & seen[user]
-            outside_pools |= {i for i in uniform if not any(i in set(p[user].tolist()) for p in pools.pools.values())}
-    # items in no pool (i190..i199, unseen ones below i010) are reachable only through the uniform share
-    assert len(outside_pools) >= 10
-    with pytest.raises(ValueError, match="uniform_share"):
-        PhnsSampler(pools, 0.3, 20, seed=0, uniform_share=1.5)
-
-
-def test_short_pools_and_uniform_mix():
-    data, pools = _sampler_data()
-    pools.pools["hard"][1] = pools.pools["hard"][1][:3]
-    drawn = PhnsSampler(pools, 0.5, 20, seed=0).sample(0)
-    composition = pool_composition(pools, drawn[1:], np.array([1]))
-    assert composition["hard"] == pytest.approx(3 / 20) and composition["other"] == 0.0  # filled from trending/tailing
-    uniform = PhnsSampler(pools, None, 50, seed=0).sample(0)
-    seen = {0: set(data.items[0:5].tolist()), 1: set(data.items[5:8].tolist())}
-    for user in (0, 1):
-        assert len(set(uniform[user].tolist())) == 50 and not set(uniform[user].tolist()) & seen[user]
-    shares = pool_composition(pools, PhnsSampler(pools, None, 100, seed=1).sample(0), np.array([0, 1]))
-    # uniform over the ~195 unseen items: about 60 + 3 of them hard, 12 in no pool
-    assert 0.1 < shares["hard"] < 0.25 and shares["other"] > 0.02
-
-
-def test_pools_from_sequences_match_their_definition():
-    table = toy_sequence_table(n_users=16, n_items=12, skip_rate=0.4, seed=2)
-    data = SequenceData.from_arrow(table)
-    pools = PhnsPools.from_sequences(data, pool_size=4, min_support=1)
-    for user in range(data.n_users):
-        events = data.items[data.offsets[user] : data.offsets[user + 1]]
-        skipped = data.is_skip[data.offsets[user] : data.offsets[user + 1]]
-        assert set(pools.pools["hard"][user].tolist()) == set(events[skipped].tolist()) - set(events[~skipped].tolist())
-        for name in ("trending", "tailing"):
-            assert not set(pools.pools[name][user].tolist()) & set(events.tolist())
+def test_eval_candidate_sets_align_with_the_test_rows():
+    data = toy_data(n_users=3, n_items=10, seed=0)
+    split = data.split("test", 8)
+    users = [data.user_ids[int(i)] for i in split.user_index]
+    rows = pa.Table.from_pylist(
+        [{"user_id": users[1], "eval_set": "phns_hard", "item_id": i, "label": 0} for i in ("i001", "i002")]
+        + [{"user_id": users[1], "eval_set": "phns_hard", "item_id": "i009", "label": 1}]  # the target: not a candidate
+        + [{"user_id": users[0], "eval_set": "easy", "item_id": "i003", "label": 0}])
+    sets = candidates_from_arrow(rows, data, split)
+    enc = lambda item: int(data.vocab.encode([item])[0])  # noqa: E731
+    assert sets["phns_hard"].tolist() == [[0, 0], [enc("i001"), enc("i002")], [0, 0]]
+    assert sets["easy"].tolist() == [[enc("i003")], [0], [0]]
 
 
 # ---- training -------------------------------------------------------------------
 
 
 def test_tiny_dataset_overfits_with_the_multitask_objective():
-    clean = SequenceData.from_arrow(toy_sequence_table(n_users=32, n_items=20, skip_rate=0.0, seed=1))
+    clean = toy_data(n_users=32, n_items=20, skip_rate=0.0, seed=1)
     model = small_model(clean, gate_noise=0.5)
-    pools = PhnsPools.from_sequences(clean, pool_size=10, min_support=1)
-    objective = MultiTaskObjective(PhnsSampler(pools, 0.3, 10, seed=0), MultiTaskSettings(), ("short", "mid", "long"), "MEDIUM")
+    rng = np.random.default_rng(0)
+    negatives = torch.zeros(clean.n_users, 2, 10, dtype=torch.long)  # 2 draws of 10 unseen items, as Spark samples
+    for user in range(clean.n_users):
+        unseen = np.setdiff1d(np.arange(1, clean.n_items + 1), clean.items[clean.offsets[user]:clean.offsets[user + 1]])
+        for draw in range(2):
+            chosen = rng.choice(unseen, size=min(10, len(unseen)), replace=False)
+            negatives[user, draw, : len(chosen)] = torch.from_numpy(chosen)
+    objective = MultiTaskObjective(negatives, MultiTaskSettings(), ("short", "mid", "long"), "MEDIUM")
     settings = TrainSettings(epochs=15, batch_size=16, lr=1e-2, max_seq_len=16, patience=50, seed=5, device="cpu",
                              progress=False)
     result = Trainer(model, clean, settings, objective=objective).fit()
@@ -315,15 +272,25 @@ def test_train_model_tracks_gates_and_phns_sets(cfg, toy):
     import duckdb
     from mlflow import MlflowClient
 
-    from training.inference import load_model_for_inference, recommend_for_users
+    from training.batch_inference import recommend_with_champion
+    from training.inference import load_model_for_inference
     from training.train import train_model
     from training.user_features import USER_FEATURE_COLUMNS
 
-    Path(cfg.paths.warehouse).parent.mkdir(parents=True, exist_ok=True)
-    features = user_features_table("2026-10-30", list(toy.user_ids))
+    table = toy_sequence_table(n_users=48, n_items=20, skip_rate=0.25, seed=1)
+    users, items = list(toy.user_ids), list(toy.vocab.item_ids)
+    negatives = pa.Table.from_pylist([
+        {"user_id": u, "mix": "HARD", "draw": d, "negative_item_ids": items[d:d + 5], "negative_pools": ["uniform"] * 5,
+         "n_negatives": 5, "n_hard": 0, "n_uniform": 5} for u in users for d in (0, 1)])
+    write_toy_marts(cfg, "2026-10-30", table, negatives)
+    features = user_features_table("2026-10-30", users)
+    candidates = pa.Table.from_pylist([{"run_date": dt.date(2026, 10, 30), "user_id": u, "eval_set": name,
+                                        "item_id": i, "label": 0} for u in users for name in ("phns_hard", "easy")
+                                       for i in items[:4]])
     with duckdb.connect(cfg.paths.warehouse) as con:
         con.execute("CREATE TABLE user_features AS SELECT * FROM features")
-    out = train_model(cfg, "2026-10-30", "smoe_bst", data=toy, dataset="toy", epochs=2, phns_mix="hard",
+        con.execute("CREATE TABLE eval_candidates AS SELECT * FROM candidates")
+    out = train_model(cfg, "2026-10-30", "smoe_bst", dataset="toy", epochs=2, phns_mix="hard",
                       progress=False, **{k: v for k, v in SMALL.items() if k != "max_seq_len"}, max_seq_len=16)
     assert out["model_name"] == "smoe_bst+phns_hard"
     rows = pq.read_table(out["model_runs_path"]).to_pandas()
@@ -341,9 +308,9 @@ def test_train_model_tracks_gates_and_phns_sets(cfg, toy):
 
     bundle = load_model_for_inference(cfg, f"models:/{cfg.promotion.registered_model}/{out['model_version']}", device="cpu")
     assert bundle.model.config.n_user_features == len(USER_FEATURE_COLUMNS)
-    with pytest.raises(ValueError, match="user features"):
-        recommend_for_users(bundle, toy, k=3)
-    recs = recommend_for_users(bundle, toy, k=3, cfg=cfg, run_date="2026-10-30")
+    cfg.inference.k = 3
+    cfg.inference.exclude_history = False  # 20 items: a toy history leaves too few unseen ones
+    recs, _ = recommend_with_champion(cfg, dt.date(2026, 10, 30), bundle)  # reads the user_features mart of the date
     assert recs.num_rows == 3 * toy.n_users
     plays = USER_FEATURE_COLUMNS.index("plays_short")
     assert bundle.model.user_features_of[:, plays].tolist() == pytest.approx([math.log1p(k) for k in range(toy.n_users)])

@@ -22,7 +22,7 @@ def raw_events(rows: list[tuple[str, str, str, float]]) -> pa.Table:
 
 
 def test_sequences_from_raw_events_without_spark():
-    cfg = load_config(environ={}, sessions={"max_seq_len": 2})  # keep the last 3 events
+    cfg = load_config(environ={}, training={"max_seq_len": 2})  # keep the last 3 events
     table = raw_events([
         ("u1", "d", "2026-10-05T10:03:00", 1.0),  # out of order on purpose
         ("u1", "a", "2026-10-05T10:00:00", 1.0),

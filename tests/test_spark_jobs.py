@@ -88,7 +88,7 @@ def spark():
 
 
 FIXTURE_SETTINGS = {
-    "sessions": {"max_seq_len": 4},
+    "training": {"max_seq_len": 4},
     "phns": {"n_negatives": 4, "pool_size": 3, "trending_window_days": 2, "tailing_min_support": 2},
 }
 
@@ -170,6 +170,7 @@ def test_sequences_leave_last_out_and_exclusions(stats, cfg):
     assert (u_gap["valid_idx"], u_gap["test_idx"], u_gap["n_events"]) == (2, 4, 5)
     assert u_tie["item_ids"] == ["R", "A", "Y", "X", "Z"]  # truncated to max_seq_len + 1
     assert (u_tie["valid_idx"], u_tie["test_idx"], u_tie["n_events"]) == (3, 4, 6)
+    assert u_tie["earlier_item_ids"] == ["Q"] and u_gap["earlier_item_ids"] == []  # the older events' items
     assert (u_mid["item_ids"], u_mid["valid_idx"], u_mid["test_idx"]) == (["A", "G", "C"], 1, 2)
     assert [t.isoformat() for t in u_mid["ts"]] == [
         "2026-10-04T23:50:00+00:00", "2026-10-05T00:10:00+00:00", "2026-10-05T00:20:00+00:00"]
@@ -214,52 +215,58 @@ def test_pool_and_negative_counts_reconcile_with_the_written_rows(stats, cfg):
 
 
 def test_pool_rows_count_the_pools_not_a_mix_quota(spark, cfg):
-    # one user with 5 hard, 3 trending, 2 tailing items; mix M takes 2 hard + 1 + 1 of n=4
+    # one user with 5 hard, 3 trending, 2 tailing items, 2 draws; mix M takes 2 hard + 2 uniform of n = 4
     quotas = spark.createDataFrame(
-        [("u", "M", 2, 1, 1, True, False, False, 5, 3, 2, False, [7, 8, 9, 10])],
-        "user_id string, mix string, n_hard int, n_trending int, n_tailing int, in_pools boolean, hard_short boolean, "
-        "short boolean, size_hard int, size_trending int, size_tailing int, uniform_enumerated boolean, uniform array<bigint>",
+        [("u", "M", draw, 2, 2, False, False, 5, 3, 2) for draw in (0, 1)]
+        + [("u", "UNIFORM", draw, 0, 4, False, False, 5, 3, 2) for draw in (0, 1)],
+        "user_id string, mix string, draw int, n_hard int, n_uniform int, hard_short boolean, short boolean, "
+        "size_hard int, size_trending int, size_tailing int",
     )
     counts = pool_and_negative_stats(quotas, cfg)
     assert counts["pool_rows"] == {"hard": 5, "trending": 3, "tailing": 2}
     assert counts["phns_pools"] == 10
-    assert counts["mixes"]["M"] == {"rows": 4, "users": 1, "hard": 2, "users_hard_filled_from_other_pools": 0,
+    assert counts["mixes"]["M"] == {"rows": 8, "users": 1, "hard": 4, "users_hard_filled_uniformly": 0,
                                     "users_short": 0}
-    assert counts["mixes"]["UNIFORM"]["rows"] == 4 and counts["phns_negatives"] == 8
+    assert counts["mixes"]["UNIFORM"]["rows"] == 8 and counts["phns_negatives"] == 16
 
 
-def negatives_of(cfg, user: str, mix: str) -> list[tuple[str, str]]:
-    rows = [r for r in read(cfg, "phns_negatives") if r["user_id"] == user and r["mix"] == mix]
+def negatives_of(cfg, user: str, mix: str, draw: int = 0) -> list[tuple[str, str]]:
+    rows = [r for r in read(cfg, "phns_negatives") if r["user_id"] == user and r["mix"] == mix and r["draw"] == draw]
     assert sorted(r["sample_idx"] for r in rows) == list(range(len(rows)))
     return [(r["pool"], r["item_id"]) for r in sorted(rows, key=lambda r: r["sample_idx"])]
 
 
-def test_negatives_follow_mix_quotas_and_fill_short_pools(stats, cfg):
-    hard_mix, medium = negatives_of(cfg, "u_pool", "HARD"), negatives_of(cfg, "u_pool", "MEDIUM")
-    assert [p for p, _ in hard_mix] == ["hard", "hard", "trending", "tailing"]  # 2 of 4 hard
-    assert [p for p, _ in medium] == ["hard", "trending", "trending", "tailing"]  # round(1.2) = 1 hard
-    assert {i for _, i in hard_mix[:2]} == {"H", "J"} and medium[0][1] in {"H", "J"}
-    # u_tie has one hard negative: HARD fills the missing one from the other pools
-    assert sorted(negatives_of(cfg, "u_tie", "HARD")) == [
-        ("hard", "Y"), ("tailing", "D"), ("trending", "B"), ("trending", "C")]
-    assert negatives_of(cfg, "u_none", "MEDIUM") == [("trending", "B"), ("tailing", "D")]
+def test_a_mix_is_its_share_of_hard_negatives_and_the_rest_uniform(stats, cfg):
+    # n = 4: HARD wants round(2.0) = 2 hard, MEDIUM round(1.2) = 1, EASY round(0.8) = 1
+    for draw in range(3):
+        hard_mix, medium = negatives_of(cfg, "u_pool", "HARD", draw), negatives_of(cfg, "u_pool", "MEDIUM", draw)
+        assert [p for p, _ in hard_mix] == ["hard", "hard", "uniform", "uniform"]
+        assert [p for p, _ in medium] == ["hard", "uniform", "uniform", "uniform"]
+        assert {i for _, i in hard_mix[:2]} == {"H", "J"} and medium[0][1] in {"H", "J"}
+    # u_tie has one hard negative: HARD takes it and fills the missing one uniformly
+    assert [p for p, _ in negatives_of(cfg, "u_tie", "HARD")] == ["hard", "uniform", "uniform", "uniform"]
+    assert [p for p, _ in negatives_of(cfg, "u_none", "MEDIUM")] == ["uniform"] * 4
     mixes = stats["phns_pools"]["mixes"]
-    assert mixes["HARD"]["users_hard_filled_from_other_pools"] == 3  # u_tie, u_mid, u_none
-    assert mixes["MEDIUM"]["users_hard_filled_from_other_pools"] == 2  # u_mid, u_none
-    assert mixes["HARD"]["users_short"] == 4  # u_gap, u_src, u_mid, u_none: pools too small
+    assert mixes["HARD"]["users_hard_filled_uniformly"] == 3  # u_tie, u_mid, u_none
+    assert mixes["MEDIUM"]["users_hard_filled_uniformly"] == 2  # u_mid, u_none
+    assert all(m["users_short"] == 0 for m in mixes.values())  # 15 items: every user has 4 unseen ones
 
 
 def test_negatives_never_seen_positive_and_uniform_never_seen(stats, cfg):
     negatives = read(cfg, "phns_negatives")
     assert {r["mix"] for r in negatives} == {"HARD", "MEDIUM", "EASY", "UNIFORM"}
+    assert {r["draw"] for r in negatives} == {0, 1, 2}
     assert not [r for r in negatives if (r["user_id"], r["item_id"]) in POSITIVE]
-    uniform = [r for r in negatives if r["mix"] == "UNIFORM"]
-    assert not [r for r in uniform if (r["user_id"], r["item_id"]) in SEEN]
-    per_user = {}
-    for r in uniform:
-        per_user.setdefault(r["user_id"], set()).add(r["item_id"])
-    assert {u: len(items) for u, items in per_user.items()} == {u: 4 for u in {e["user_id"] for e in EVENTS}}
-    assert set().union(*per_user.values()) <= CATALOGUE
+    assert not [r for r in negatives if r["pool"] == "uniform" and (r["user_id"], r["item_id"]) in SEEN]
+    per_sample: dict = {}
+    for r in negatives:
+        per_sample.setdefault((r["user_id"], r["mix"], r["draw"]), set()).add(r["item_id"])
+    users = {e["user_id"] for e in EVENTS}
+    assert {key: len(items) for key, items in per_sample.items() if key[1] == "UNIFORM"} == {
+        (u, "UNIFORM", d): 4 for u in users for d in range(3)}
+    assert set().union(*per_sample.values()) <= CATALOGUE
+    # the draws are independent samples: they differ
+    assert any(per_sample[(u, "UNIFORM", 0)] != per_sample[(u, "UNIFORM", 1)] for u in users)
 
 
 def lake_snapshot(cfg) -> dict[str, list]:
@@ -324,7 +331,7 @@ def sessionized_files(cfg, day: str) -> dict:
 
 
 def test_backfill_writes_missing_history_once_as_per_date_runs_would(spark, tmp_path):
-    overrides = dict(environ={}, sessions={"max_seq_len": 4})
+    overrides = dict(environ={}, training={"max_seq_len": 4})
     backfilled = load_config(paths={"home": str(tmp_path / "backfill")}, **overrides)
     per_date = load_config(paths={"home": str(tmp_path / "per_date")}, **overrides)
     for config in (backfilled, per_date):
@@ -369,12 +376,13 @@ def test_driver_java_options_add_the_configured_ones(cfg):
     recording = "-XX:StartFlightRecording=filename=/tmp/x.jfr,settings=profile"
     settings = load_config(environ={"ENCORE__SPARK__JAVA_OPTIONS": f"{recording}  -XX:+UseParallelGC"},
                            paths={"home": cfg.paths.home}, spark={"jit": "quick"})
+    tmpdir = f"-Djava.io.tmpdir={cfg.paths.tmp}/spark"  # temp files under the state dir, removed per night
     assert driver_java_options(settings, D).split() == [
-        "-Duser.timezone=UTC", "-XX:TieredStopAtLevel=1", recording, "-XX:+UseParallelGC"]
+        "-Duser.timezone=UTC", tmpdir, "-XX:TieredStopAtLevel=1", recording, "-XX:+UseParallelGC"]
     assert driver_java_options(load_config(environ={}, paths={"home": cfg.paths.home}, spark={"jit": "full"}), D) == (
-        "-Duser.timezone=UTC")
+        f"-Duser.timezone=UTC {tmpdir}")
     hot = load_config(environ={}, paths={"home": cfg.paths.home}, spark={"jit": "hot"})
-    assert driver_java_options(hot, D).split()[1:] == [  # 30x the JDK's thresholds for C2
+    assert driver_java_options(hot, D).split()[2:] == [  # 30x the JDK's thresholds for C2
         "-XX:Tier4InvocationThreshold=150000", "-XX:Tier4MinInvocationThreshold=18000",
         "-XX:Tier4CompileThreshold=450000", "-XX:Tier4BackEdgeThreshold=1200000"]
 

@@ -8,9 +8,8 @@ import mlflow
 import numpy as np
 import pytest
 
-from training.data import SequenceData
 from benchmarks.experiments import aggregate, check_claims, markdown_table, mean_std, run_grid, verdicts
-from toy_data import toy_sequence_table
+from toy_data import toy_data
 
 
 def test_mean_std_uses_sample_std_and_ignores_nan():
@@ -53,7 +52,7 @@ def test_aggregate_and_claims_on_a_fake_grid():
 
 
 def test_toy_grid_trains_tracks_and_aggregates(cfg):
-    data = SequenceData.from_arrow(toy_sequence_table(n_users=24, n_items=15, seed=3))
+    data = toy_data(n_users=24, n_items=15, seed=3)
     small = dict(hidden=16, layers=1, heads=2, max_seq_len=12, batch_size=16, n_sampled=8, epochs=1, patience=1,
                  device="cpu", progress=False)
     runs = run_grid(cfg, data, "toy", seeds=[0, 1], variants=["sasrec", "sasrec+cl_item"], log=lambda _: None, **small)

@@ -14,7 +14,7 @@ from training.evaluation import evaluate_model
 from training.losses import NegativeSampler, full_softmax_loss, sampled_softmax_loss, skip_infonce_loss
 from training.metrics import candidate_ranks, metrics_from_ranks, ranks_of_all, target_ranks
 from training.models import BERT4Rec, BERT4RecConfig, SASRec, SASRecConfig, build_model
-from toy_data import toy_sequence_table
+from toy_data import toy_data, toy_training_examples
 
 
 def hand_table() -> pa.Table:
@@ -28,6 +28,11 @@ def hand_table() -> pa.Table:
              "completion": [1.0, 0.2, 1.0, 1.0], "valid_idx": 2, "test_idx": 3},
         ]
     )
+
+
+def with_targets(table: pa.Table) -> SequenceData:
+    """The data with its fct_training_examples rows (targets), as the nightly loads them."""
+    return SequenceData.from_arrow(table, toy_training_examples(table))
 
 
 # ---- data -----------------------------------------------------------------------
@@ -47,7 +52,7 @@ def test_vocabulary_ids_and_roundtrip(tmp_path):
 
 
 def test_splits_follow_leave_last_out_and_next_positive_targets():
-    data = SequenceData.from_arrow(hand_table())
+    data = with_targets(hand_table())
     a, b, c, d, e, f = range(1, 7)
     train = data.split("train", max_seq_len=4)
     # x: events before the valid target d: a b c; target = next positive inside [0, 3):
@@ -79,7 +84,7 @@ def test_all_windows_use_every_training_target_once():
     # y (from hand_table): no train target -> left out, as in the single-window split.
     z = {"user_id": "z", "item_ids": [f"i{n}" for n in range(10)], "is_skip": [n == 3 for n in range(10)],
          "completion": [1.0] * 10, "valid_idx": 8, "test_idx": 9}
-    data = SequenceData.from_arrow(pa.Table.from_pylist([z, hand_table().to_pylist()[1]]))
+    data = with_targets(pa.Table.from_pylist([z, hand_table().to_pylist()[1]]))
     i = {f"i{n}": data.vocab.encode([f"i{n}"])[0] for n in range(10)}
     train = data.split("train", max_seq_len=4, all_windows=True)
     assert train.user_index.tolist() == [0, 0, 0]
@@ -113,10 +118,37 @@ def test_all_windows_use_every_training_target_once():
     with pytest.raises(ValueError, match="window_stride"):
         data.split("train", 4, all_windows=True, window_stride=4)
     # a history that fits one window gives the same rows as the default split
-    short = SequenceData.from_arrow(hand_table())
+    short = with_targets(hand_table())
     assert short.split("train", 4, all_windows=True).seq.tolist() == short.split("train", 4).seq.tolist()
     with pytest.raises(ValueError):
         short.split("test", 4, all_windows=True)
+
+
+def test_targets_come_from_the_training_examples_and_stay_inside_the_window():
+    """next_k (fct_training_examples) per position: x = a b* c d e* f (valid d, test f)."""
+    data = with_targets(hand_table())
+    a, b, c, d, e, f = range(1, 7)
+    train = data.split("train", max_seq_len=4)
+    # positions a, b -> next positive c, then d, which is the valid target: another split, no train label
+    # (so K is 1 here: the widest next-K list of the examples)
+    assert train.next_k[0].tolist() == [[0], [c], [c], [0]]
+    assert train.next_k_label[0, 1].tolist() == [1.0]
+    without = SequenceData.from_arrow(hand_table())  # no examples: no next-positive training targets
+    with pytest.raises(ValueError, match="fct_training_examples"):
+        without.split("train", 4)
+    assert without.split("train", 4, train_target="next_item").next_pos[0].tolist() == [0, b, c, 0]
+
+
+def test_valid_and_test_rows_carry_the_whole_history_before_the_target():
+    rows = hand_table().to_pylist()
+    rows[0]["earlier_item_ids"], rows[1]["earlier_item_ids"] = ["z"], []
+    data = SequenceData.from_arrow(pa.Table.from_pylist(rows), vocab=ItemVocab(list("abcdefz")))
+    test = data.split("test", max_seq_len=2)  # a window of 2 sees d e; the history is a b c d e + the older z
+    assert test.seq[0].tolist() == [4, 5]
+    assert sorted(i for i in test.history[0].tolist() if i) == [1, 2, 3, 4, 5, 7]
+    assert sorted(i for i in test.history[1].tolist() if i) == [1, 2, 3]  # c a b before e
+    valid = data.split("valid", max_seq_len=2)
+    assert sorted(i for i in valid.history[0].tolist() if i) == [1, 2, 3, 7]  # before d
 
 
 def test_history_mask_marks_items_of_window():
@@ -186,7 +218,9 @@ def test_bert4rec_masks_only_positive_events():
     skip = torch.zeros_like(seq, dtype=torch.bool)
     skip[:, 3] = True  # item 4 is a skip: never a cloze target
     zeros = torch.zeros_like(seq)
-    batch = SequenceBatch(seq, skip, zeros.float(), zeros, zeros[:, 0], torch.arange(50))
+    none = torch.zeros(50, 8, 0, dtype=torch.long)
+    batch = SequenceBatch(seq, skip, zeros.float(), zeros, none, none.float(), none.float(), zeros[:, 0],
+                          torch.zeros(50, 0, dtype=torch.long), torch.arange(50))
     model = tiny(BERT4Rec, BERT4RecConfig, mask_prob=0.5)
     torch.manual_seed(1)
     inputs, targets = model.training_inputs(batch)
@@ -203,8 +237,10 @@ def test_bert4rec_masks_only_positive_events():
     assert targets[:, 7].unique().tolist() == [8]
 
 
-def test_build_model_rejects_unknown_names():
-    assert isinstance(build_model("sasrec", 5, hidden=8, heads=2, unknown_setting=1), SASRec)
+def test_build_model_rejects_unknown_names_and_settings():
+    assert isinstance(build_model("sasrec", 5, hidden=8, heads=2), SASRec)
+    with pytest.raises(ValueError, match=r"sasrec: unknown settings \['unknown_setting'\]"):
+        build_model("sasrec", 5, hidden=8, heads=2, unknown_setting=1)
     with pytest.raises(ValueError, match="unknown model"):
         build_model("gru4rec", 5)
 
@@ -262,7 +298,12 @@ def test_skip_infonce_matches_hand_computation():
 
 
 def brute_force_rank(scores: np.ndarray, target: int, excluded: set[int]) -> int:
-    return 1 + sum(1 for j, s in enumerate(scores) if j != target and j not in excluded and s > scores[target])
+    """Pessimistic rank: every other included item scoring at least as high is ahead."""
+    return 1 + sum(1 for j, s in enumerate(scores) if j != target and j not in excluded and s >= scores[target])
+
+
+def optimistic_rank(scores: np.ndarray, item: int, excluded: set[int]) -> int:
+    return 1 + sum(1 for j, s in enumerate(scores) if j != item and j not in excluded and s > scores[item])
 
 
 def test_target_ranks_and_metrics_match_numpy_reference():
@@ -285,6 +326,26 @@ def test_target_ranks_and_metrics_match_numpy_reference():
     assert metrics["recall@5"] == metrics["hr@5"]
 
 
+def test_ties_count_against_the_target():
+    """A model that scores every item alike ranks every target last, not first (issue #22)."""
+    flat = torch.zeros(3, 6)
+    targets = torch.tensor([0, 2, 5])
+    assert target_ranks(flat, targets).tolist() == [6, 6, 6]
+    excluded = torch.zeros(3, 6, dtype=torch.bool)
+    excluded[:, 3] = True
+    assert target_ranks(flat, targets, excluded).tolist() == [5, 5, 5]
+    assert metrics_from_ranks(target_ranks(flat, targets))["ndcg@1"] == 0.0
+    # a tie with one other item: rank 2, the target does not win it
+    assert target_ranks(torch.tensor([[0.5, 0.5, 0.1]]), torch.tensor([1])).tolist() == [2]
+    assert candidate_ranks(torch.tensor([[0.3, 0.3, 0.3]]), torch.tensor([0]), torch.tensor([[1, 2]])).tolist() == [3]
+
+
+def test_nan_scores_rank_last():
+    scores = torch.tensor([[float("nan"), 0.2, 0.1], [0.3, float("nan"), float("nan")]])
+    assert target_ranks(scores, torch.tensor([0, 0])).tolist() == [3, 1]
+    assert target_ranks(torch.full((1, 4), float("nan")), torch.tensor([2])).tolist() == [4]
+
+
 def test_candidate_ranks_hand_example():
     scores = torch.tensor([[0.1, 0.9, 0.5, 0.7, 0.2]])
     # target column 2 (0.5) among candidates 1 (0.9), 4 (0.2), 2 (itself, ignored), 3 (0.7, masked off)
@@ -302,27 +363,48 @@ class HashScorer:
         return self.weights[seqs].sum(dim=1) + 0.01 * seqs[:, -1:].float()
 
 
-@pytest.mark.parametrize("exclude_history", [True, False])
-def test_evaluate_model_matches_numpy_reference(exclude_history):
-    data = SequenceData.from_arrow(toy_sequence_table(n_users=30, n_items=25, skip_rate=0.4, seed=2))
+@pytest.mark.parametrize("exclude", ["history", "window", "none"])
+def test_evaluate_model_matches_numpy_reference(exclude):
+    """Encore's metrics against a plain-Python implementation on the same score matrix, for each
+    exclusion protocol (whole history before the target, the input window only, nothing)."""
+    table = toy_data(n_users=30, n_items=25, skip_rate=0.4, seed=2, min_len=10, max_len=16)
+    rows = {r["user_id"]: r for r in __import__("toy_data").toy_sequence_table(
+        n_users=30, n_items=25, skip_rate=0.4, seed=2, min_len=10, max_len=16).to_pylist()}
+    data = table
     split = data.split("test", max_seq_len=10)
     scorer = HashScorer(data.n_items)
-    got = evaluate_model(scorer, split, data.n_items, exclude_history=exclude_history, batch_size=7)
+    got = evaluate_model(scorer, split, data.n_items, exclude=exclude, batch_size=7)
 
     scores = scorer.score_all(split.seq).numpy()
     ranks, skip_rr = [], []
+    longer = 0
     for u in range(len(split)):
         seq, skip, target = split.seq[u].numpy(), split.is_skip[u].numpy(), int(split.target[u]) - 1
         window = {int(i) - 1 for i in seq if i}
+        row = rows[data.user_ids[int(split.user_index[u])]]
+        history = {int(data.vocab.encode([i])[0]) - 1 for i in row["item_ids"][: row["test_idx"]]}
+        longer += history != window
         positive = {int(i) - 1 for i, s in zip(seq, skip) if i and not s}
         skipped_only = {int(i) - 1 for i, s in zip(seq, skip) if i and s} - positive
-        ranks.append(brute_force_rank(scores[u], target, (window - {target}) if exclude_history else set()))
+        excluded = {"history": history, "window": window, "none": set()}[exclude] - {target}
+        ranks.append(brute_force_rank(scores[u], target, excluded))
         if skipped_only:
-            skip_rr.append(np.mean([1 / brute_force_rank(scores[u], j, positive) for j in skipped_only]))
+            skip_rr.append(np.mean([1 / optimistic_rank(scores[u], j, positive) for j in skipped_only]))
     r = np.array(ranks, dtype=float)
+    assert longer > 5  # many histories reach beyond the window, so the protocols differ
     assert got["n_users"] == len(split)
     assert got["hr@10"] == pytest.approx(np.mean(r <= 10), abs=1e-6)
     assert got["ndcg@10"] == pytest.approx(np.mean(np.where(r <= 10, 1 / np.log2(r + 1), 0)), abs=1e-6)
     assert got["mrr"] == pytest.approx(np.mean(1 / r), abs=1e-6)
     assert got["skip_users"] == len(skip_rr) > 5
     assert got["skip_mrr"] == pytest.approx(np.mean(skip_rr), abs=1e-6)
+
+
+def test_registry_names_match_the_model_classes():
+    """The DAG's enum (training.registry, no torch import) lists exactly the trainable models."""
+    from training.baselines import BASELINES
+    from training.models import MODELS
+    from training.registry import BASELINE_MODELS, SEQUENCE_MODELS
+
+    assert set(SEQUENCE_MODELS) == set(MODELS)
+    assert set(BASELINE_MODELS) == set(BASELINES)

@@ -10,9 +10,9 @@ import torch
 from encore.core.config import ConfigError
 from encore.core.contracts import MODEL_RUN, arrow_schema
 from training.data import SequenceData
-from training.inference import load_model_for_inference, recommend_for_users, recommend_top_k
+from training.inference import load_model_for_inference, recommend_top_k
 from training.models import build_model
-from toy_data import toy_sequence_table
+from toy_data import toy_data, toy_sequence_table, write_toy_marts
 from training.trainer import Trainer, TrainSettings, seed_everything
 
 SMALL = dict(hidden=32, layers=1, heads=2, dropout=0.1, max_seq_len=16)
@@ -20,7 +20,7 @@ SMALL = dict(hidden=32, layers=1, heads=2, dropout=0.1, max_seq_len=16)
 
 @pytest.fixture(scope="module")
 def toy() -> SequenceData:
-    return SequenceData.from_arrow(toy_sequence_table(n_users=48, n_items=20, skip_rate=0.25, seed=1))
+    return toy_data(n_users=48, n_items=20, skip_rate=0.25, seed=1)
 
 
 def settings(**kw) -> TrainSettings:
@@ -32,10 +32,10 @@ def settings(**kw) -> TrainSettings:
 def test_sasrec_overfits_a_deterministic_toy_dataset():
     # no skips: the next positive is always the successor of the newest item, so
     # a working causal model must get every validation target right
-    clean = SequenceData.from_arrow(toy_sequence_table(n_users=32, n_items=20, skip_rate=0.0, seed=1))
+    clean = toy_data(n_users=32, n_items=20, skip_rate=0.0, seed=1)
     seed_everything(0)
     model = build_model("sasrec", clean.n_items, **{**SMALL, "dropout": 0.0})
-    trainer = Trainer(model, clean, settings(epochs=12, lr=1e-2, loss="full_softmax", exclude_history=False))
+    trainer = Trainer(model, clean, settings(epochs=12, lr=1e-2, loss="full_softmax", eval_exclude="none"))
     result = trainer.fit()
     nll = [row["nll"] for row in result.history]
     assert nll[-1] < 0.1 * nll[0]
@@ -113,10 +113,6 @@ def test_train_model_tracks_registers_and_serves(cfg, toy):
 
     bundle = load_model_for_inference(cfg, f"models:/{cfg.promotion.registered_model}/1", device="cpu")
     assert bundle.meta["model_version"] == "1" and bundle.vocab.item_ids == toy.vocab.item_ids
-    recs = recommend_for_users(bundle, toy, k=3).to_pandas()
-    assert len(recs) == 3 * toy.n_users and recs["rank"].tolist()[:3] == [1, 2, 3]
-    first_user_items = set(toy_sequence_table(n_users=48, n_items=20, skip_rate=0.25, seed=1)["item_ids"][0].as_py())
-    assert not first_user_items & set(recs[recs.user_id == "u0000"].item_id)
 
     pyfunc = mlflow.pyfunc.load_model(f"models:/{cfg.promotion.registered_model}/1")
     predicted = pyfunc.predict(pd.DataFrame({"item_ids": [["i001", "i002"]]}), params={"k": 4})
@@ -128,19 +124,56 @@ def test_cli_reports_bad_configuration(cfg, capsys):
 
     assert main(["--run-date", "2026-10-30", "--hidden", "30", "--heads", "8", "--quiet"]) == 2
     assert "divisible" in capsys.readouterr().err
-    assert main(["--run-date", "2026-10-30", "--quiet"]) == 2  # no sequences partition yet
-    assert "no sequences" in capsys.readouterr().err
+    assert main(["--run-date", "2026-10-30", "--quiet"]) == 2  # no warehouse marts yet
+    assert "fct_user_sequences" in capsys.readouterr().err
 
 
-def test_evaluate_registered_version_reads_the_lake(cfg, toy):
-    import pyarrow.parquet as pq_
+def test_unknown_settings_are_rejected(cfg, toy):
+    from training.train import train_model
 
+    with pytest.raises(ConfigError, match="unknown setting 'hiden'"):
+        train_model(cfg, "2026-10-30", "sasrec", data=toy, hiden=32)
+    with pytest.raises(ConfigError, match="unknown setting 'phns_mix'"):  # only S-MoE-BST takes a mix
+        train_model(cfg, "2026-10-30", "sasrec", data=toy, phns_mix="HARD")
+
+
+def test_evaluate_registered_version_reads_the_marts(cfg, toy):
     from training.train import evaluate_registered_version, train_model
 
-    table = toy_sequence_table(n_users=48, n_items=20, skip_rate=0.25, seed=1)
-    partition = cfg.lake_path("sequences", "2026-10-30")
-    __import__("pathlib").Path(partition).mkdir(parents=True)
-    pq_.write_table(table, f"{partition}/part-0.parquet")
+    write_toy_marts(cfg, "2026-10-30", toy_sequence_table(n_users=48, n_items=20, skip_rate=0.25, seed=1))
     out = train_model(cfg, "2026-10-30", "sasrec", dataset="toy", epochs=1, contrastive="none", progress=False, **SMALL)
     metrics = evaluate_registered_version(cfg, "2026-10-30", out["model_version"])
     assert metrics["ndcg@10"] == pytest.approx(out["valid"]["ndcg@10"], abs=1e-6)
+
+
+def test_rerun_of_a_finished_training_registers_no_new_version(cfg, toy):
+    """A re-run of a date resumes the finished checkpoint: same weights, same registered version."""
+    from training.train import train_model
+
+    kwargs = dict(data=toy, dataset="toy", epochs=1, contrastive="none", progress=False, **SMALL)
+    first = train_model(cfg, "2026-10-30", "sasrec", **kwargs)
+    again = train_model(cfg, "2026-10-30", "sasrec", **kwargs)
+    assert first["model_version"] == again["model_version"] == "1"
+    assert again["run_id"] != first["run_id"]  # the re-run is still tracked
+    other = train_model(cfg, "2026-10-30", "sasrec", **{**kwargs, "seed": 6})  # different weights
+    assert other["model_version"] == "2"
+
+
+def test_a_killed_run_is_marked_failed_by_the_next_run_of_its_name(cfg):
+    import mlflow
+    from mlflow import MlflowClient
+
+    from training import tracking
+
+    with tracking.start_run(cfg, "warm-up"):
+        pass  # creates the experiment
+    client = MlflowClient()
+    experiment = mlflow.get_experiment_by_name(tracking.EXPERIMENT).experiment_id
+    # what a kill -9 leaves: a run that was started and never ended
+    killed = client.create_run(experiment, run_name="sasrec-2026-10-30-seed5").info.run_id
+    assert client.get_run(killed).info.status == "RUNNING"
+    with tracking.start_run(cfg, "sasrec-2026-10-30-seed5") as run:
+        assert run.info.run_id != killed
+    killed_run = client.get_run(killed)
+    assert killed_run.info.status == "FAILED" and "killed" in killed_run.data.tags["encore.ended"]
+    assert client.get_run(run.info.run_id).info.status == "FINISHED"

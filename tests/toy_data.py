@@ -44,7 +44,75 @@ def toy_sequence_table(
                 "ts": [t0 + dt.timedelta(minutes=3 * i) for i in range(len(items))],
                 "valid_idx": positives[-2],
                 "test_idx": positives[-1],
+                "earlier_item_ids": [],
                 "n_events": len(items),
             }
         )
     return pa.Table.from_pylist(rows, schema=arrow_schema(SEQUENCE))
+
+
+def toy_training_examples(sequences: pa.Table, soft_labels: tuple[float, ...] = (1.0, 0.6, 0.3)) -> pa.Table:
+    """``fct_training_examples`` rows for a sequences table, as the dbt mart defines them
+    (tests/test_dbt.py checks the mart itself on hand-computed data): per position the next
+    K positives after it, never crossing the leave-last-out split boundary."""
+    rows = []
+    for seq in sequences.to_pylist():
+        positives = [i for i, skip in enumerate(seq["is_skip"]) if not skip]
+
+        def split_of(position: int) -> str:
+            return "test" if position == seq["test_idx"] else "valid" if position == seq["valid_idx"] else "train"
+
+        for position in range(len(seq["item_ids"])):
+            after = [p for p in positives if p > position][: len(soft_labels)]
+            if not after:
+                continue
+            same = [p for p in after if split_of(p) == split_of(after[0])]
+            rows.append({
+                "user_id": seq["user_id"], "position": position, "split": split_of(after[0]),
+                "next_k_item_ids": [seq["item_ids"][p] for p in same],
+                "next_k_soft_labels": list(soft_labels[: len(same)]),
+                "next_k_completions": [seq["completion"][p] for p in same],
+                "next_k_positions": same,
+            })
+    return pa.Table.from_pylist(rows, schema=pa.schema([
+        ("user_id", pa.string()), ("position", pa.int32()), ("split", pa.string()),
+        ("next_k_item_ids", pa.list_(pa.string())),
+        ("next_k_soft_labels", pa.list_(pa.float64())), ("next_k_completions", pa.list_(pa.float64())),
+        ("next_k_positions", pa.list_(pa.int32()))]))
+
+
+def toy_data(vocab=None, **kwargs):
+    """``SequenceData`` of ``toy_sequence_table(**kwargs)`` with its training examples."""
+    from training.data import SequenceData
+
+    table = toy_sequence_table(**kwargs)
+    return SequenceData.from_arrow(table, toy_training_examples(table), vocab)
+
+
+def write_toy_marts(cfg, run_date: str, sequences: pa.Table, negatives: pa.Table | None = None) -> None:
+    """The marts training and inference read (``fct_user_sequences``, ``fct_training_examples``,
+    ``dim_items``, and with ``negatives`` ``fct_user_negatives``) in the state dir's DuckDB
+    warehouse, for ``run_date``: what the dbt feature marts hold after a night's build."""
+    from encore.core.warehouse import connect
+
+    examples = toy_training_examples(sequences)
+    with connect(cfg) as con:
+        con.register("sequences_in", sequences)
+        con.register("examples_in", examples)
+        day = f"DATE '{run_date}'"
+        con.execute(f"CREATE TABLE IF NOT EXISTS fct_user_sequences AS SELECT {day} AS run_date, user_id, item_ids, "
+                    "is_skip, completion, ts AS event_ts, valid_idx, test_idx, earlier_item_ids, n_events "
+                    "FROM sequences_in WHERE false")
+        con.execute(f"INSERT INTO fct_user_sequences SELECT {day}, user_id, item_ids, is_skip, completion, ts, "
+                    "valid_idx, test_idx, earlier_item_ids, n_events FROM sequences_in")
+        con.execute(f"CREATE TABLE IF NOT EXISTS fct_training_examples AS SELECT {day} AS run_date, * "
+                    "FROM examples_in WHERE false")
+        con.execute(f"INSERT INTO fct_training_examples SELECT {day}, * FROM examples_in")
+        con.execute("CREATE TABLE IF NOT EXISTS dim_items (run_date DATE, item_id VARCHAR, skip_rate_long DOUBLE, "
+                    "mean_completion_long DOUBLE)")
+        con.execute(f"INSERT INTO dim_items SELECT DISTINCT {day}, unnest(item_ids), 0.1, 0.9 FROM sequences_in")
+        if negatives is not None:
+            con.register("negatives_in", negatives)
+            con.execute(f"CREATE TABLE IF NOT EXISTS fct_user_negatives AS SELECT {day} AS run_date, * "
+                        "FROM negatives_in WHERE false")
+            con.execute(f"INSERT INTO fct_user_negatives SELECT {day}, * FROM negatives_in")

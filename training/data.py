@@ -1,29 +1,39 @@
-"""Training sequences: lake Parquet (SEQUENCE contract) -> padded id tensors.
+"""The night's sequences and targets from the warehouse marts -> padded id tensors.
 
-Everything here is bulk NumPy over the flattened Arrow list columns (values +
-offsets); there is no per-user Python loop, so a few million events load in
-seconds.
+Inputs (dbt marts of the run date, built from Spark's ``sequences``):
+
+* ``fct_user_sequences``: per user the chronological items, skip flags, engagement and
+  times of the most recent events, the leave-last-out indices (``valid_idx`` /
+  ``test_idx`` = second-last / last positive event) and the distinct items of the
+  user's older events;
+* ``fct_training_examples``: per (user, position) the next K positives after that
+  position with their soft labels, completion and positions: the targets of the
+  sequence models (the next positive is the first of them). They are defined there
+  and nowhere else.
+
+Everything here is bulk NumPy over flattened arrays (values + offsets); there is no
+per-user Python loop, so a few million events load in seconds.
 
 Ids: padding = 0, items = 1..n_items (sorted item_id strings), mask = n_items + 1
 (BERT4Rec's cloze token). ``ItemVocab`` saves/loads that mapping so inference can
 map scores back to item_id strings.
 
-Split (temporal leave-last-out, DESIGN "Evaluation protocol"), per user with
-``valid_idx`` / ``test_idx`` = positions of the second-last / last positive event:
+Splits (temporal leave-last-out, DESIGN "Evaluation protocol"), per user:
 
-* train: events ``[0, valid_idx)``; the target of position t is the **next
-  non-skipped item** after t inside that range (0 = no target);
+* train: events ``[0, valid_idx)``; position t's targets are its next positives that
+  lie inside the window (``next_positive``), or simply the next event (``next_item``);
 * valid: input = events ``[0, valid_idx)``, target = item at ``valid_idx``;
-* test:  input = events ``[0, test_idx)``, target = item at ``test_idx``
-  (so the validation target and any skips after it are part of the test input);
+* test:  input = events ``[0, test_idx)``, target = item at ``test_idx``;
 * inference: input = all events (what the nightly job recommends from).
 
-Inputs longer than ``max_seq_len`` keep their most recent events; shorter ones
-are left-padded, so the last column is always the newest event.
+Inputs longer than ``max_seq_len`` keep their most recent events; shorter ones are
+left-padded, so the last column is always the newest event. Each valid / test /
+inference row also carries the user's whole history before its target (``history``:
+every earlier event, inside the window or not, and the older items), which evaluation
+excludes from the ranking by default.
 
-Contrastive negatives (seed 000): the skipped items of the whole input window,
-the same set for every position of a row (``SequenceBatch.skip_negatives``).
-The loss drops a negative that equals the position's positive.
+Contrastive negatives (seed 000): the skipped items of the whole input window, the
+same set for every position of a row (``SequenceBatch.skip_negatives``).
 """
 
 from __future__ import annotations
@@ -38,7 +48,6 @@ from typing import Iterator
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 import torch
 
 from encore.core.config import EncoreConfig
@@ -46,6 +55,9 @@ from encore.core.config import EncoreConfig
 PAD_ID = 0
 SPLITS = ("train", "valid", "test", "inference")
 TRAIN_TARGETS = ("next_positive", "next_item")
+SEQUENCE_COLUMNS = ("user_id", "item_ids", "is_skip", "completion", "valid_idx", "test_idx", "earlier_item_ids")
+EXAMPLE_COLUMNS = ("user_id", "position", "next_k_item_ids", "next_k_soft_labels", "next_k_completions",
+                   "next_k_positions")
 
 
 @dataclass
@@ -102,8 +114,12 @@ class SequenceBatch:
     seq: torch.Tensor  # item ids, 0 = padding
     is_skip: torch.Tensor  # bool
     completion: torch.Tensor  # float32
-    next_pos: torch.Tensor  # next non-skipped item after each position inside the window, 0 = none
+    next_pos: torch.Tensor  # training target of each position inside the window, 0 = none
+    next_k: torch.Tensor  # [B, L, K] the next K positives inside the window (fct_training_examples), 0 = none
+    next_k_label: torch.Tensor  # [B, L, K] their soft labels
+    next_k_completion: torch.Tensor  # [B, L, K] their completion (engagement weights)
     target: torch.Tensor  # held-out target id (valid/test), 0 for train/inference
+    history: torch.Tensor  # [B, H] every item of the user before the target (valid/test/inference), 0 = pad
     user_index: torch.Tensor  # row in SequenceData.user_ids
 
     def to(self, device: torch.device | str) -> "SequenceBatch":
@@ -132,6 +148,12 @@ class SequenceData:
     offsets: np.ndarray  # [U+1] int64
     valid_idx: np.ndarray  # [U] int64, -1 = none
     test_idx: np.ndarray  # [U] int64, -1 = none
+    earlier: np.ndarray  # flat ids of the users' older items, user u owns earlier[earlier_offsets[u]:...]
+    earlier_offsets: np.ndarray  # [U+1] int64
+    next_k: np.ndarray  # [E, K] ids of the next K positives after each event, 0 = none
+    next_k_label: np.ndarray  # [E, K] float32 soft labels
+    next_k_completion: np.ndarray  # [E, K] float32
+    next_k_flat: np.ndarray  # [E, K] flat event index of each of those targets, -1 = none
     vocab: ItemVocab
 
     @property
@@ -142,61 +164,80 @@ class SequenceData:
     def n_items(self) -> int:
         return self.vocab.n_items
 
-    @classmethod
-    def from_arrow(cls, table: pa.Table, vocab: ItemVocab | None = None) -> "SequenceData":
-        """Build from an Arrow table with the SEQUENCE contract columns.
+    @property
+    def has_targets(self) -> bool:
+        return bool(self.next_k.shape[1])
 
-        ``vocab``: reuse an existing mapping (inference with a trained model);
-        items it does not know become padding. Default: build one from the table.
+    @classmethod
+    def from_arrow(cls, sequences: pa.Table, examples: pa.Table | None = None,
+                   vocab: ItemVocab | None = None) -> "SequenceData":
+        """Build from the sequences (``fct_user_sequences`` columns, or the lake SEQUENCE
+        contract) and, for training, the examples (``fct_training_examples`` columns).
+
+        ``vocab``: reuse an existing mapping (inference with a trained model); items it
+        does not know become padding. Default: build one from the sequences. Without
+        ``examples`` the data can be evaluated and recommended from, and trained only with
+        ``next_item`` targets.
         """
-        missing = {"user_id", "item_ids", "is_skip", "valid_idx", "test_idx"} - set(table.column_names)
+        missing = {"user_id", "item_ids", "is_skip", "valid_idx", "test_idx"} - set(sequences.column_names)
         if missing:
             raise ValueError(f"sequence table lacks columns {sorted(missing)}")
-        table = table.combine_chunks()
-        item_lists = table.column("item_ids").chunk(0) if table.num_rows else pa.array([], pa.list_(pa.string()))
+        sequences = sequences.combine_chunks()
+        item_lists = _list_chunk(sequences, "item_ids", pa.string())
         offsets = item_lists.offsets.to_numpy().astype(np.int64)
         offsets = offsets - offsets[0]
         flat_items = item_lists.flatten()
         vocab = vocab or ItemVocab.build(flat_items)
 
-        def flat(name: str, fill: float | bool) -> np.ndarray:
-            if name not in table.column_names:
+        def flat(name: str, fill: float | bool, kind: pa.DataType) -> np.ndarray:
+            if name not in sequences.column_names:
                 return np.full(len(flat_items), fill)
-            column = table.column(name).chunk(0) if table.num_rows else pa.array([], pa.list_(pa.float64()))
-            values = pc.fill_null(column.flatten(), fill).to_numpy(zero_copy_only=False)
+            values = pc.fill_null(_list_chunk(sequences, name, kind).flatten(), fill).to_numpy(zero_copy_only=False)
             if len(values) != len(flat_items):
                 raise ValueError(f"list column {name} is not aligned with item_ids")
             return values
 
         def index_column(name: str) -> np.ndarray:
-            return pc.fill_null(table.column(name), -1).to_numpy().astype(np.int64)
+            return pc.fill_null(sequences.column(name), -1).to_numpy().astype(np.int64)
 
         lengths = np.diff(offsets)
         valid_idx, test_idx = index_column("valid_idx"), index_column("test_idx")
         for name, idx in (("valid_idx", valid_idx), ("test_idx", test_idx)):
             if np.any(idx >= lengths):
                 raise ValueError(f"{name} points past the end of item_ids")
-        return cls(
-            user_ids=np.asarray(table.column("user_id").to_pylist(), dtype=object),
-            items=vocab.encode(flat_items),
-            is_skip=flat("is_skip", False).astype(bool),
-            completion=flat("completion", 1.0).astype(np.float32),
-            offsets=offsets,
-            valid_idx=valid_idx,
-            test_idx=test_idx,
-            vocab=vocab,
-        )
+        if "earlier_item_ids" in sequences.column_names:
+            earlier_lists = _list_chunk(sequences, "earlier_item_ids", pa.string())
+            earlier_offsets = earlier_lists.offsets.to_numpy().astype(np.int64)
+            earlier_offsets -= earlier_offsets[0]
+            earlier = vocab.encode(earlier_lists.flatten())
+        else:
+            earlier_offsets, earlier = np.zeros(len(sequences) + 1, dtype=np.int64), np.zeros(0, dtype=np.int64)
+        user_ids = np.asarray(sequences.column("user_id").to_pylist(), dtype=object)
+        items = vocab.encode(flat_items)
+        targets = _next_k_arrays(examples, user_ids, offsets, vocab) if examples is not None else _no_targets(len(items))
+        return cls(user_ids, items, flat("is_skip", False, pa.bool_()).astype(bool),
+                   flat("completion", 1.0, pa.float64()).astype(np.float32), offsets, valid_idx, test_idx,
+                   earlier, earlier_offsets, *targets, vocab)
 
     @classmethod
-    def load(cls, cfg: EncoreConfig, run_date: str | dt.date, vocab: ItemVocab | None = None) -> "SequenceData":
-        """Read the ``sequences`` lake partition of ``run_date``."""
-        path = cfg.lake_path("sequences", run_date)
-        columns = ["user_id", "item_ids", "is_skip", "completion", "valid_idx", "test_idx"]
+    def load(cls, cfg: EncoreConfig, run_date: str | dt.date, vocab: ItemVocab | None = None,
+             with_targets: bool = True) -> "SequenceData":
+        """The run date's ``fct_user_sequences`` and (``with_targets``) ``fct_training_examples``
+        marts from the warehouse."""
+        from encore.core.warehouse import WarehouseError, query
+
+        day = dt.date.fromisoformat(str(run_date))
+        hint = f"run the Spark jobs and dbt feature marts for {day}"
         try:
-            table = pq.read_table(path, columns=columns)
-        except (FileNotFoundError, OSError) as exc:
-            raise FileNotFoundError(f"no sequences for {run_date} at {path}: {exc}") from exc
-        return cls.from_arrow(table.sort_by("user_id"), vocab)
+            sequences = query(cfg, f"SELECT {', '.join(SEQUENCE_COLUMNS)} FROM fct_user_sequences WHERE run_date = ?",
+                              [day])
+            examples = query(cfg, f"SELECT {', '.join(EXAMPLE_COLUMNS)} FROM fct_training_examples WHERE run_date = ?",
+                             [day]) if with_targets else None
+        except WarehouseError as exc:
+            raise FileNotFoundError(f"cannot read fct_user_sequences / fct_training_examples: {exc} ({hint})") from exc
+        if sequences.num_rows == 0:
+            raise FileNotFoundError(f"fct_user_sequences has no rows for {day} ({hint})")
+        return cls.from_arrow(sequences.sort_by("user_id"), examples, vocab)
 
     # ---- splits -----------------------------------------------------------------
 
@@ -213,18 +254,19 @@ class SequenceData:
         A window keeps only the targets among its last ``window_stride`` events
         (the oldest window keeps all), so with a smaller stride each target is
         still trained once per epoch but sees about ``max_seq_len - window_stride``
-        or more events of context, closer to training on every prefix, for
-        ``(max_seq_len - 1) / window_stride`` times the work.
+        or more events of context, for ``(max_seq_len - 1) / window_stride`` times the work.
 
-        ``train_target``: ``next_positive`` (the seeds' task: next non-skipped item)
-        or ``next_item`` (every next event, skips included, as RecBole's SASRec
-        trains; for data whose negatives are low ratings of consumed items)."""
+        ``train_target``: ``next_positive`` (the seeds' task: the next non-skipped item,
+        from fct_training_examples) or ``next_item`` (every next event, skips included, as
+        RecBole's SASRec trains; for data whose negatives are low ratings of consumed items)."""
         if name not in SPLITS:
             raise ValueError(f"split must be one of {SPLITS}, got {name!r}")
         if all_windows and name != "train":
             raise ValueError("all_windows only applies to the train split")
         if train_target not in TRAIN_TARGETS:
             raise ValueError(f"train_target must be one of {TRAIN_TARGETS}, got {train_target!r}")
+        if name == "train" and train_target == "next_positive" and not self.has_targets:
+            raise ValueError("training on next positives needs the fct_training_examples rows (targets)")
         stride = window_stride or max_seq_len - 1
         if all_windows and not 1 <= stride <= max_seq_len - 1:
             raise ValueError(f"window_stride must be in [1, max_seq_len - 1 = {max_seq_len - 1}], got {window_stride}")
@@ -246,28 +288,133 @@ class SequenceData:
         idx, present = _window_index(abs_end, np.minimum(end, max_seq_len), max_seq_len)
         seq = np.where(present, self.items[idx], PAD_ID)
 
-        next_flat = _next_positive_index(self.is_skip if train_target == "next_positive" else np.zeros_like(self.is_skip))
-        next_abs = next_flat[idx]
-        has_next = present & (next_abs < abs_end[:, None])  # stays inside this user's window
-        # overlapping windows: a target belongs to the window whose last `stride` events hold it
-        has_next &= oldest[:, None] | (next_abs >= (abs_end - stride)[:, None])
-        next_pos = np.where(has_next, self.items[np.minimum(next_abs, len(self.items) - 1)], PAD_ID)
+        # targets inside this window; with overlapping windows a target belongs to the
+        # window whose last `stride` events hold it
+        owner = oldest[:, None, None] | (self.next_k_flat[idx] >= (abs_end - stride)[:, None, None])
+        inside = present[..., None] & (self.next_k_flat[idx] >= 0) & (self.next_k_flat[idx] < abs_end[:, None, None])
+        inside &= owner if name == "train" else True
+        next_k = np.where(inside, self.next_k[idx], PAD_ID)
+        if train_target == "next_item":
+            following = np.minimum(idx + 1, max(len(self.items) - 1, 0))
+            has_next = present & (idx + 1 < abs_end[:, None])
+            has_next &= oldest[:, None] | (idx + 1 >= (abs_end - stride)[:, None])
+            next_pos = np.where(has_next, self.items[following] if len(self.items) else 0, PAD_ID)
+        else:
+            next_pos = next_k[..., 0] if next_k.shape[-1] else np.zeros_like(seq)
 
         target = np.zeros(len(end), dtype=np.int64)
         if name in ("valid", "test"):
             target = np.where(keep, self.items[np.clip(abs_end, 0, max(len(self.items) - 1, 0))], PAD_ID)
             keep &= target != PAD_ID  # a target unknown to the vocabulary cannot be scored
         if name == "train":
-            keep &= has_next.any(axis=1)
+            keep &= (next_pos != PAD_ID).any(axis=1)
         rows = np.flatnonzero(keep)
+        history = self._history(users[rows], end[rows]) if name != "train" else np.zeros((len(rows), 0), np.int64)
         return SequenceBatch(
             seq=torch.from_numpy(seq[rows]),
             is_skip=torch.from_numpy(np.where(present, self.is_skip[idx], False)[rows]),
             completion=torch.from_numpy(np.where(present, self.completion[idx], 0.0).astype(np.float32)[rows]),
             next_pos=torch.from_numpy(next_pos[rows]),
+            next_k=torch.from_numpy(next_k[rows]),
+            next_k_label=torch.from_numpy(np.where(inside, self.next_k_label[idx], 0.0).astype(np.float32)[rows]),
+            next_k_completion=torch.from_numpy(
+                np.where(inside, self.next_k_completion[idx], 0.0).astype(np.float32)[rows]),
             target=torch.from_numpy(target[rows]),
+            history=torch.from_numpy(history),
             user_index=torch.from_numpy(users[rows].astype(np.int64)),
         )
+
+    def windows(self, users: np.ndarray, ends: np.ndarray, max_seq_len: int) -> SequenceBatch:
+        """One row per (user, position): the window of events before ``ends`` (positions in the
+        user's sequence) with ``target`` = the event at that position; no training targets."""
+        abs_end = self.offsets[users] + ends
+        idx, present = _window_index(abs_end, np.minimum(ends, max_seq_len), max_seq_len)
+        empty = np.zeros((len(users), max_seq_len, 0), dtype=np.int64)
+        return SequenceBatch(
+            seq=torch.from_numpy(np.where(present, self.items[idx], PAD_ID)),
+            is_skip=torch.from_numpy(np.where(present, self.is_skip[idx], False)),
+            completion=torch.from_numpy(np.where(present, self.completion[idx], 0.0).astype(np.float32)),
+            next_pos=torch.zeros((len(users), max_seq_len), dtype=torch.long),
+            next_k=torch.from_numpy(empty),
+            next_k_label=torch.from_numpy(empty.astype(np.float32)),
+            next_k_completion=torch.from_numpy(empty.astype(np.float32)),
+            target=torch.from_numpy(self.items[abs_end] if len(users) else np.zeros(0, np.int64)),
+            history=torch.zeros((len(users), 0), dtype=torch.long),
+            user_index=torch.from_numpy(users.astype(np.int64)),
+        )
+
+    def _history(self, users: np.ndarray, end: np.ndarray) -> np.ndarray:
+        """``[len(users), H]`` every item of each user before position ``end`` (all of the
+        sequence's events before it, not only the window's, plus the older items), 0-padded."""
+        starts = self.offsets[users]
+        older = self.earlier_offsets[users + 1] - self.earlier_offsets[users]
+        sizes = end + older
+        out = np.zeros((len(users), int(sizes.max()) if len(users) else 0), dtype=np.int64)
+        if not len(users):
+            return out
+        row = np.repeat(np.arange(len(users)), end)
+        first = np.repeat(np.cumsum(end) - end, end)
+        column = np.arange(int(end.sum())) - first
+        out[row, column] = self.items[np.repeat(starts, end) + column]
+        row = np.repeat(np.arange(len(users)), older)
+        first = np.repeat(np.cumsum(older) - older, older)
+        column = np.arange(int(older.sum())) - first
+        out[row, np.repeat(end, older) + column] = self.earlier[np.repeat(self.earlier_offsets[users], older) + column]
+        return out
+
+
+def _list_chunk(table: pa.Table, name: str, value_type: pa.DataType) -> pa.ListArray:
+    column = table.column(name)
+    return column.chunk(0) if table.num_rows else pa.array([], pa.list_(value_type))
+
+
+def _no_targets(n_events: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    return (np.zeros((n_events, 0), np.int64), np.zeros((n_events, 0), np.float32),
+            np.zeros((n_events, 0), np.float32), np.zeros((n_events, 0), np.int64))
+
+
+def _next_k_arrays(examples: pa.Table, user_ids: np.ndarray, offsets: np.ndarray,
+                   vocab: ItemVocab) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Per flat event: the next-K targets of ``fct_training_examples`` (ids, soft labels,
+    completion, flat index of each target); events without a row get none."""
+    missing = set(EXAMPLE_COLUMNS) - set(examples.column_names)
+    if missing:
+        raise ValueError(f"training examples lack columns {sorted(missing)}")
+    n_events = int(offsets[-1])
+    examples = examples.combine_chunks()
+    k = max((len(v) for v in examples.column("next_k_item_ids").to_pylist()), default=0)
+    arrays = _no_targets(n_events) if k == 0 else (
+        np.zeros((n_events, k), np.int64), np.zeros((n_events, k), np.float32),
+        np.zeros((n_events, k), np.float32), np.full((n_events, k), -1, np.int64))
+    if not examples.num_rows or k == 0:
+        return arrays
+    row_of = {u: i for i, u in enumerate(user_ids)}
+    user_row = np.asarray([row_of.get(u, -1) for u in examples.column("user_id").to_pylist()], dtype=np.int64)
+    position = examples.column("position").to_numpy().astype(np.int64)
+    lengths = np.diff(offsets)
+    known = user_row >= 0
+    if np.any(position[known] >= lengths[user_row[known]]):
+        raise ValueError("a training example's position points past the end of its sequence")
+    flat_event = np.where(known, offsets[np.maximum(user_row, 0)] + position, -1)
+    ids, labels, completion, flat_target = arrays
+    item_lists = examples.column("next_k_item_ids")
+    width = pc.list_value_length(item_lists).to_numpy(zero_copy_only=False).astype(np.int64)
+    row = np.repeat(np.arange(examples.num_rows), width)
+    slot = np.arange(int(width.sum())) - np.repeat(np.cumsum(width) - width, width)
+    event = flat_event[row]
+    ok = event >= 0
+    def flat(name: str) -> np.ndarray:
+        return pc.list_flatten(examples.column(name)).to_numpy(zero_copy_only=False)
+
+    ids[event[ok], slot[ok]] = vocab.encode(pc.list_flatten(item_lists))[ok]
+    labels[event[ok], slot[ok]] = flat("next_k_soft_labels")[ok]
+    completion[event[ok], slot[ok]] = flat("next_k_completions")[ok]
+    target_position = flat("next_k_positions").astype(np.int64)
+    flat_target[event[ok], slot[ok]] = (offsets[user_row[row]] + target_position)[ok]
+    unknown = ids == PAD_ID  # an item the vocabulary does not know is no target
+    flat_target[unknown] = -1
+    labels[unknown] = 0.0
+    return ids, labels, completion, flat_target
 
 
 def _training_windows(end: np.ndarray, max_len: int, stride: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -293,17 +440,6 @@ def _window_index(abs_end: np.ndarray, length: np.ndarray, max_len: int) -> tupl
     return np.where(present, idx, 0), present
 
 
-def _next_positive_index(is_skip: np.ndarray) -> np.ndarray:
-    """For each flat event i, the flat index of the first non-skipped event j > i
-    (len(is_skip) if none). Callers bound it by the user's window end."""
-    n = len(is_skip)
-    candidate = np.where(~is_skip, np.arange(n), n)
-    suffix_min = np.minimum.accumulate(candidate[::-1])[::-1]  # min over j >= i
-    out = np.full(n, n, dtype=np.int64)
-    out[:-1] = suffix_min[1:]
-    return out
-
-
 def iterate_batches(
     data: SequenceBatch, batch_size: int, shuffle: bool = False, generator: torch.Generator | None = None
 ) -> Iterator[SequenceBatch]:
@@ -314,9 +450,10 @@ def iterate_batches(
 
 
 def history_mask(seq: torch.Tensor, n_items: int, positive_only: torch.Tensor | None = None) -> torch.Tensor:
-    """``[B, n_items]`` bool: item (column = id - 1) occurs in the row's window.
+    """``[B, n_items]`` bool: item (column = id - 1) occurs in the row's ids ``seq`` (a window
+    ``[B, L]`` or a ``history`` ``[B, H]``).
 
-    ``positive_only``: a ``[B, L]`` bool mask selecting which events count
+    ``positive_only``: a bool mask of ``seq``'s shape selecting which entries count
     (e.g. ``~is_skip`` for "consumed positively")."""
     keep = seq != PAD_ID
     if positive_only is not None:

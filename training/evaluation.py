@@ -14,6 +14,9 @@ from training.data import PAD_ID, SequenceBatch, history_mask, iterate_batches
 from training.metrics import DEFAULT_KS, RankingAccumulator, candidate_ranks, skip_reciprocal_ranks, target_ranks
 
 
+EXCLUDE_MODES = ("history", "window", "none")
+
+
 def autocast_context(device: torch.device, bf16: bool):
     if bf16 and device.type == "cuda":
         return torch.autocast("cuda", dtype=torch.bfloat16)
@@ -34,15 +37,21 @@ def evaluate_model(
     split: SequenceBatch,
     n_items: int,
     *,
-    exclude_history: bool = True,
+    exclude: str = "history",
     batch_size: int = 512,
     device: torch.device | str = "cpu",
     bf16: bool = False,
     ks: tuple[int, ...] = DEFAULT_KS,
 ) -> dict[str, float]:
     """Full-ranking metrics for ``split`` (valid or test): HR/NDCG/MRR@k, recall@5,
-    mrr, skip_mrr, n_users. ``exclude_history`` removes every item of the input
-    window (positive or skipped) from the ranking, except the target."""
+    mrr, skip_mrr, n_users, and the score health the promotion gate checks
+    (``score_nonfinite_share``, ``score_std_median``).
+
+    ``exclude``: which of the user's items are removed from the ranking (never the target):
+    ``history`` = every item the user had before the target (the whole history, as RecBole
+    and most papers), ``window`` = only the items of the model's input window, ``none``."""
+    if exclude not in EXCLUDE_MODES:
+        raise ValueError(f"exclude must be one of {EXCLUDE_MODES}, got {exclude!r}")
     device = torch.device(device)
     if isinstance(model, torch.nn.Module):
         model.eval()
@@ -51,12 +60,12 @@ def evaluate_model(
         batch = batch.to(device)
         with autocast_context(device, bf16):
             scores = score_batch(model, batch).float()
+        accumulator.add_scores(scores)
         targets = batch.target - 1
-        seen = history_mask(batch.seq, n_items)
         positive = history_mask(batch.seq, n_items, positive_only=~batch.is_skip)
-        excluded = seen if exclude_history else None
-        if excluded is not None:
-            excluded = excluded.clone()
+        excluded = None
+        if exclude != "none":
+            excluded = history_mask(batch.history if exclude == "history" else batch.seq, n_items)
             excluded[torch.arange(len(targets), device=device), targets] = False
         ranks = target_ranks(scores, targets, excluded)
         skipped_only = history_mask(batch.seq, n_items, positive_only=batch.is_skip) & ~positive

@@ -12,14 +12,10 @@ import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
-import pyarrow as pa
 import torch
 
-from encore.core.config import EncoreConfig
-from training.data import ItemVocab, SequenceBatch, SequenceData, history_mask
+from training.data import ItemVocab, SequenceBatch, history_mask
 from training.models import MODELS
-from training.user_features import attach_users
 
 BUNDLE_FILE = "bundle.pt"
 
@@ -36,9 +32,11 @@ class InferenceBundle:
         return self.model.config.max_seq_len
 
 
-def save_bundle(path: str | Path, model: torch.nn.Module, vocab: ItemVocab, model_name: str, meta: dict | None = None) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+def save_bundle(path, model: torch.nn.Module, vocab: ItemVocab, model_name: str, meta: dict | None = None):
+    """Write the bundle to ``path`` (a file path, or a binary file object)."""
+    if not hasattr(path, "write"):
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
     if not isinstance(model, torch.nn.Module):  # a fitted baseline (training.baselines): pickled whole
         torch.save({"model_name": model_name, "baseline": model, "item_ids": vocab.item_ids, "meta": meta or {}}, path)
         return path
@@ -142,28 +140,3 @@ def recommend_top_k(
     if not top_ids:
         return torch.zeros(0, k, dtype=torch.long), torch.zeros(0, k)
     return torch.cat(top_ids), torch.cat(top_scores)
-
-
-def recommend_for_users(
-    bundle: InferenceBundle, data: SequenceData, k: int, *, exclude_history: bool = True, chunk_size: int = 4096,
-    cfg: EncoreConfig | None = None, run_date: str | None = None,
-) -> pa.Table:
-    """Long table (user_id, rank, item_id, score) for every user of ``data``
-    (built with ``vocab=bundle.vocab``), recommending after all their events.
-    Items excluded as history and padding fill never appear (-inf scores are dropped).
-    ``cfg``/``run_date``: where a model trained with user features finds them."""
-    split = data.split("inference", bundle.max_seq_len)
-    attach_users(bundle.model, data.user_ids, cfg, run_date)
-    ids, scores = recommend_top_k(bundle.model, split.seq, k, exclude_history, chunk_size=chunk_size, context=split)
-    keep = torch.isfinite(scores)
-    users = np.repeat(data.user_ids[split.user_index.numpy()], ids.shape[1]).reshape(ids.shape)
-    ranks = np.broadcast_to(np.arange(1, ids.shape[1] + 1, dtype=np.int32), ids.shape)
-    mask = keep.numpy()
-    return pa.table(
-        {
-            "user_id": pa.array(users[mask], pa.string()),
-            "rank": pa.array(ranks[mask], pa.int32()),
-            "item_id": pa.array(bundle.vocab.decode(ids.numpy()[mask]), pa.string()),
-            "score": pa.array(scores.numpy()[mask].astype(np.float64)),
-        }
-    )

@@ -163,28 +163,6 @@ def pairwise_hinge_loss(positive_distance: torch.Tensor, negative_distance: torc
 # ---- S-MoE-BST multi-task losses (seed 003) ------------------------------------------
 
 
-def next_k_targets(
-    seq: torch.Tensor, is_skip: torch.Tensor, completion: torch.Tensor, k: int
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """The next ``k`` positive (non-skipped) events after each position of the window.
-
-    Returns item ids ``[B, L, k]`` (0 = none left in the window) and their
-    completion ``[B, L, k]``. Column j is the (j+1)-th positive after t."""
-    batch, length = seq.shape
-    positive = (seq != PAD_ID) & ~is_skip
-    rank = positive.long().cumsum(dim=1)  # positives in [0, t]
-    # items / completion of each row's r-th positive at column r - 1 (extra column = none)
-    by_rank_item = torch.zeros(batch, length + 1, dtype=seq.dtype, device=seq.device)
-    by_rank_completion = torch.zeros(batch, length + 1, dtype=completion.dtype, device=seq.device)
-    slot = torch.where(positive, rank - 1, length)
-    by_rank_item.scatter_(1, slot, torch.where(positive, seq, 0))
-    by_rank_completion.scatter_(1, slot, torch.where(positive, completion, 0.0))
-    wanted = (rank[..., None] + torch.arange(k, device=seq.device)).clamp(max=length)  # [B, L, k] 0-based rank
-    wanted = torch.where(seq[..., None] != PAD_ID, wanted, length)
-    items = by_rank_item.gather(1, wanted.flatten(1)).view(batch, length, k)
-    return items, by_rank_completion.gather(1, wanted.flatten(1)).view(batch, length, k)
-
-
 def engagement_weights(completion: torch.Tensor, alpha: float) -> torch.Tensor:
     """Engagement-aware personalised weight of a positive: ``1 + alpha * completion``
     (a fully watched title counts ``1 + alpha`` times an unwatched one)."""
@@ -232,7 +210,7 @@ def gate_entropy(gate: torch.Tensor) -> torch.Tensor:
 
 @dataclass
 class MultiTaskSettings:
-    soft_labels: tuple[float, ...] = (1.0, 0.6, 0.3)  # strengths of the next-K positives; (1.0,) = next item only
+    next_k: int = 0  # how many of the mart's next-K positives to train on: 0 = all, 1 = the next one only
     rank_weight: float = 1.0
     ctr_weight: float = 0.5
     completion_weight: float = 0.5
@@ -259,28 +237,28 @@ def smoe_bst_loss(
     """S-MoE-BST total loss and its parts (``loss``, ``rank_loss``, ``ctr_loss``,
     ``completion_loss``, ``gate_entropy``).
 
-    At every position t of the window: positives = the next K positive events
-    (soft strengths, engagement weights from their completion), negatives = the
-    row's PHNS negatives ``[B, M]`` (0 = none). Ranking uses the dot-product
+    At every position t of the window: positives = the next K positive events with
+    their soft labels (``batch.next_k`` / ``next_k_label``, from fct_training_examples)
+    and engagement weights from their completion, negatives = the row's PHNS
+    negatives ``[B, M]`` (0 = none). Ranking uses the dot-product
     score at every position; CTR uses its head at ``settings.ctr_positions``
     random positions per row (an unbiased estimate of the all-position loss);
     completion regresses the completion of the event right after t (skipped or not).
     ``total = rank_w·L_rank + ctr_w·L_ctr + completion_w·L_completion - entropy_w·H(gate)``.
     """
-    k = len(settings.soft_labels)
+    k = min(settings.next_k or batch.next_k.shape[-1], batch.next_k.shape[-1])
     hidden = model.encode(batch.seq, batch)
     vectors = model.predict_vectors(hidden)
     table = model.item_embeddings()
-    targets, target_completion = next_k_targets(batch.seq, batch.is_skip, batch.completion, k)
-    has = targets[..., 0] != PAD_ID  # positions with at least the next positive
+    has = batch.next_k[..., 0] != PAD_ID  # positions with at least the next positive
     rows = has.nonzero()[:, 0]
     v = vectors[has]  # [N, D]
-    pos_ids, pos_completion = targets[has], target_completion[has]  # [N, K]
+    pos_ids, pos_completion = batch.next_k[has][:, :k], batch.next_k_completion[has][:, :k].to(v.dtype)  # [N, K]
     neg_ids = negatives[rows]  # [N, M]
     pos_valid = pos_ids != PAD_ID
     neg_valid = (neg_ids != PAD_ID)[:, None, :] & (neg_ids[:, None, :] != pos_ids[..., None])  # [N, K, M]
 
-    strength = torch.tensor(settings.soft_labels, device=v.device, dtype=v.dtype).expand_as(pos_completion)
+    strength = batch.next_k_label[has][:, :k].to(v.dtype)
     engagement = engagement_weights(pos_completion, settings.engagement_alpha)
     pos_scores = (v[:, None, :] * table[pos_ids]).sum(-1)  # [N, K]
     # negatives are per row: score them per row ([B, L, M]) rather than gathering [N, M, D]

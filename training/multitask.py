@@ -1,50 +1,43 @@
 """S-MoE-BST training objective and PHNS test sets, wired into the shared Trainer.
 
-``MultiTaskObjective`` re-draws the PHNS negatives of every user once per epoch
-(``PhnsSampler``; mix = ``training.phns_mix`` or ``phns.default_mix``), computes
-``losses.smoe_bst_loss`` per batch and collects the epoch's gate usage:
-``gate_mean_expert_<name>`` = mean gate probability of each expert over the real
-positions of the epoch (with the training noise). ``gate_usage`` measures the same
-in eval mode on a split; ``evaluate_phns_sets`` ranks each test target among
-PHNS-hard and easy candidates (seed 003).
+``MultiTaskObjective`` gives every batch its users' PHNS negatives of the epoch (the
+night's ``fct_user_negatives`` of the mix ``phns.default_mix``: epoch e uses draw
+(e - 1) mod the draws Spark sampled), computes ``losses.smoe_bst_loss`` per batch and
+collects the epoch's gate usage: ``gate_mean_expert_<name>`` = mean gate probability of
+each expert over the real positions of the epoch (with the training noise).
+``gate_usage`` measures the same in eval mode on a split; ``evaluate_phns_sets`` ranks
+each test target among the ``eval_candidates`` mart's PHNS-hard and easy sets (seed 003).
 """
 
 from __future__ import annotations
 
-import datetime as dt
-import logging
-
 import torch
 
-from encore.core.config import EncoreConfig
-from training.data import PAD_ID, SequenceBatch, SequenceData, iterate_batches
+from training.data import PAD_ID, SequenceBatch, iterate_batches
 from training.evaluation import evaluate_candidates
 from training.losses import MultiTaskSettings, gate_entropy, smoe_bst_loss
-from training.phns import PhnsPools, PhnsSampler, hard_share_of, phns_test_candidates
-from training.user_features import attach_users
-
-log = logging.getLogger(__name__)
 
 PHNS_EVAL_KS = (1, 5)
 PHNS_EVAL_METRICS = ("ndcg@1", "ndcg@5", "recall@5", "mrr@5", "n_users")
-PHNS_EVAL_MIX = "HARD"  # hard share of the PHNS-hard test candidates
 
 
 class MultiTaskObjective:
-    def __init__(self, sampler: PhnsSampler, settings: MultiTaskSettings, expert_names: tuple[str, ...], mix: str):
-        self.sampler, self.settings, self.expert_names, self.mix = sampler, settings, expert_names, mix
-        self.negatives = sampler.sample(0)
+    def __init__(self, negatives: torch.Tensor, settings: MultiTaskSettings, expert_names: tuple[str, ...], mix: str):
+        """``negatives``: ``[users, draws, n]`` item ids (``training.negatives.mix_negatives``)."""
+        if negatives.dim() != 3:
+            raise ValueError(f"negatives must be [users, draws, n], got shape {tuple(negatives.shape)}")
+        self.all_negatives, self.settings, self.expert_names, self.mix = negatives, settings, expert_names, mix
+        self.negatives = negatives[:, 0]
         self._gate_sum = torch.zeros(len(expert_names))
         self._positions = 0
 
     @property
     def params(self) -> dict:
-        return {"phns_mix": self.mix, "phns_hard_share": self.sampler.hard_share,
-                "phns_n_negatives": self.sampler.n_negatives,
-                "phns_uniform_share": self.sampler.uniform_share, **vars(self.settings)}
+        return {"phns_mix": self.mix, "phns_draws": self.all_negatives.shape[1],
+                "phns_n_negatives": self.all_negatives.shape[2], **vars(self.settings)}
 
     def start_epoch(self, epoch: int) -> None:
-        self.negatives = self.sampler.sample(epoch)
+        self.negatives = self.all_negatives[:, (epoch - 1) % self.all_negatives.shape[1]]
         self._gate_sum = torch.zeros(len(self.expert_names))
         self._positions = 0
 
@@ -59,32 +52,6 @@ class MultiTaskObjective:
     def epoch_metrics(self) -> dict[str, float]:
         means = self._gate_sum / max(self._positions, 1)
         return {f"gate_mean_expert_{name}": float(m) for name, m in zip(self.expert_names, means)}
-
-
-def load_pools(cfg: EncoreConfig, run_date: str | dt.date, data: SequenceData) -> PhnsPools:
-    """The lake ``phns_pools`` of ``run_date``, else pools derived from the sequences (logged)."""
-    try:
-        return PhnsPools.load(cfg, run_date, data)
-    except FileNotFoundError as exc:
-        log.warning("%s; deriving PHNS pools from the sequences", exc)
-        return PhnsPools.from_sequences(data, cfg.phns.pool_size, cfg.phns.tailing_min_support)
-
-
-def multitask_setup(
-    cfg: EncoreConfig, run_date: str | dt.date, data: SequenceData, model, seed: int, *,
-    pools: PhnsPools | None = None, **overrides,
-) -> tuple[MultiTaskObjective, PhnsPools, str]:
-    """(objective, pools, mix name) for training ``model`` (an SMoEBST) on ``data``.
-    ``overrides``: ``phns_mix``, ``phns_uniform_share`` or any ``MultiTaskSettings`` field (None = config)."""
-    overrides = {k: v for k, v in overrides.items() if v is not None}
-    mix = (overrides.pop("phns_mix", None) or cfg.training.phns_mix or cfg.phns.default_mix).upper()
-    uniform_share = overrides.pop("phns_uniform_share", cfg.phns.uniform_share)
-    values = {name: getattr(cfg.training, name) for name in vars(MultiTaskSettings())}
-    settings = MultiTaskSettings(**{**values, **overrides})
-    pools = pools or load_pools(cfg, run_date, data)
-    attach_users(model, data.user_ids, cfg, run_date)
-    sampler = PhnsSampler(pools, hard_share_of(cfg, mix), cfg.phns.n_negatives, seed, uniform_share)
-    return MultiTaskObjective(sampler, settings, tuple(model.config.experts), mix), pools, mix
 
 
 @torch.no_grad()
@@ -102,17 +69,13 @@ def gate_usage(model, split: SequenceBatch, device: torch.device | str = "cpu", 
     return out
 
 
-def evaluate_phns_sets(
-    cfg: EncoreConfig, model, data: SequenceData, pools: PhnsPools, max_seq_len: int,
-    device: torch.device | str = "cpu",
-) -> dict[str, dict[str, float]]:
+def evaluate_phns_sets(model, split: SequenceBatch, candidates: dict[str, torch.Tensor],
+                       device: torch.device | str = "cpu") -> dict[str, dict[str, float]]:
     """``{"phns_hard": metrics, "easy": metrics}`` on the test split (NDCG@1/5, Recall@5,
-    MRR@5): target vs ``phns.n_negatives`` candidates drawn once with ``phns.seed``, so
-    every model of a run date sees the same sets."""
-    split = data.split("test", max_seq_len)
-    hard, easy = phns_test_candidates(pools, split, cfg.phns.n_negatives, hard_share_of(cfg, PHNS_EVAL_MIX), cfg.phns.seed)
+    MRR@5): each target ranked among its set's candidates (``training.negatives.eval_candidate_sets``,
+    the same for every model of a run date)."""
     out = {}
-    for name, candidates in (("phns_hard", hard), ("easy", easy)):
-        metrics = evaluate_candidates(model, split, candidates, device=device, ks=PHNS_EVAL_KS)
+    for name, sets in candidates.items():
+        metrics = evaluate_candidates(model, split, sets, device=device, ks=PHNS_EVAL_KS)
         out[name] = {k: v for k, v in metrics.items() if k in PHNS_EVAL_METRICS}
     return out

@@ -12,6 +12,8 @@
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
+import io
 import math
 import tempfile
 from pathlib import Path
@@ -34,12 +36,26 @@ _CODE_ROOT = Path(__file__).resolve().parent.parent
 
 
 def start_run(cfg: EncoreConfig, run_name: str, experiment: str = EXPERIMENT, tags: dict | None = None):
+    """Start an MLflow run; an earlier run of the same name still RUNNING was killed (a run
+    that ends normally or by an exception is closed by MLflow), so it is marked FAILED first."""
     mlflow.set_tracking_uri(cfg.paths.mlflow_tracking_uri)
     if mlflow.get_experiment_by_name(experiment) is None:
         Path(cfg.paths.mlflow_artifacts).mkdir(parents=True, exist_ok=True)
         mlflow.create_experiment(experiment, artifact_location=Path(cfg.paths.mlflow_artifacts).resolve().as_uri())
-    mlflow.set_experiment(experiment)
+    found = mlflow.set_experiment(experiment)
+    fail_abandoned_runs(MlflowClient(), found.experiment_id, run_name)
     return mlflow.start_run(run_name=run_name, tags=tags)
+
+
+def fail_abandoned_runs(client: MlflowClient, experiment_id: str, run_name: str) -> list[str]:
+    """Mark runs named ``run_name`` that are still RUNNING as FAILED (their process is gone:
+    runs of one name never overlap, the nightly runs one night at a time)."""
+    stale = client.search_runs([experiment_id], filter_string=f"attributes.run_name = '{run_name}' "
+                                                              "and attributes.status = 'RUNNING'")
+    for run in stale:
+        client.set_tag(run.info.run_id, "encore.ended", "killed: marked FAILED by the next run of the same name")
+        client.set_terminated(run.info.run_id, status="FAILED")
+    return [run.info.run_id for run in stale]
 
 
 def log_epoch(epoch: int, row: dict[str, float]) -> None:
@@ -79,7 +95,17 @@ class SequenceRecommenderModel(mlflow.pyfunc.PythonModel):
 def log_model_bundle(
     cfg: EncoreConfig, model, vocab, model_name: str, meta: dict, register: bool = True
 ) -> str | None:
-    """Log the pyfunc model (artifact path ``model``); returns the registered version."""
+    """Log the pyfunc model (artifact path ``model``); returns the registered version.
+
+    A model identical to a registered version (same weights, config, vocabulary and name,
+    e.g. a re-run of a date that resumed a finished checkpoint) is not registered again:
+    the existing version is returned."""
+    digest = bundle_digest(model, vocab, model_name)
+    existing = _version_with_digest(cfg, digest) if register else None
+    if existing:
+        mlflow.set_tag("encore.model_version", existing)
+        return existing
+    meta = {**meta, "weights_digest": digest}
     with tempfile.TemporaryDirectory() as tmp:
         bundle_path = save_bundle(Path(tmp) / BUNDLE_FILE, model, vocab, model_name, meta)
         example = pd.DataFrame({"item_ids": [vocab.item_ids[:3]]})
@@ -102,6 +128,23 @@ def log_model_bundle(
             client.set_model_version_tag(cfg.promotion.registered_model, str(version), key, str(value))
         return str(version)
     return None
+
+
+def bundle_digest(model, vocab, model_name: str) -> str:
+    """sha256 of what the model computes: name, config, weights (or the fitted baseline) and vocabulary."""
+    buffer = io.BytesIO()
+    save_bundle(buffer, model, vocab, model_name, {})
+    return hashlib.sha256(buffer.getvalue()).hexdigest()
+
+
+def _version_with_digest(cfg: EncoreConfig, digest: str) -> str | None:
+    client = MlflowClient()
+    try:
+        versions = client.search_model_versions(f"name = '{cfg.promotion.registered_model}'")
+    except mlflow.exceptions.MlflowException:
+        return None
+    same = [v.version for v in versions if v.tags.get("weights_digest") == digest]
+    return str(min(same, key=int)) if same else None
 
 
 def model_run_rows(

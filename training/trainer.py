@@ -7,6 +7,13 @@ continues from ``last.pt``: the epoch's shuffle and sampled negatives derive
 from (seed, epoch) and the global RNG state (dropout, BERT4Rec masks) is
 restored, so a resumed run produces the same next-epoch loss as one that never
 stopped. CUDA + bf16 autocast when available and asked for, CPU otherwise.
+
+Under ``torchrun`` (``training.distributed``) every rank trains on its share of each
+epoch's batches, ``batch_size`` being the total over the ranks, with gradients averaged
+after every backward pass; rank 0 alone evaluates, checkpoints (with every rank's RNG
+state) and calls ``on_epoch_end``, and its early-stopping decision reaches all ranks. The
+model is not wrapped in ``DistributedDataParallel``: the losses call the models' ``encode``
+/ ``predict_vectors`` rather than ``forward``, which DDP's hooks need.
 """
 
 from __future__ import annotations
@@ -24,8 +31,9 @@ import torch
 from tqdm.auto import tqdm
 
 from encore.core.config import ConfigError, TrainingConfig
-from training.data import TRAIN_TARGETS, SequenceData, iterate_batches
-from training.evaluation import autocast_context, evaluate_model
+from training import distributed
+from training.data import TRAIN_TARGETS, SequenceData
+from training.evaluation import EXCLUDE_MODES, autocast_context, evaluate_model
 from training.losses import LossSettings, NegativeSampler, sequence_model_loss
 
 VALID_METRIC = "ndcg@10"
@@ -51,7 +59,7 @@ class TrainSettings:
     device: str = "auto"
     bf16: bool = True
     eval_batch_size: int = 512
-    exclude_history: bool = True
+    eval_exclude: str = "history"  # history | window | none: the user's items removed from evaluation rankings
     progress: bool = True
 
     @classmethod
@@ -80,6 +88,7 @@ class TrainSettings:
             (self.cl_temperature > 0, "cl_temperature must be > 0"),
             (self.patience >= 1, "patience must be >= 1"),
             (self.device in {"auto", "cpu", "cuda"}, "device must be auto|cpu|cuda"),
+            (self.eval_exclude in EXCLUDE_MODES, f"eval_exclude must be one of {'|'.join(EXCLUDE_MODES)}"),
         ]
         for ok, message in checks:
             if not ok:
@@ -158,9 +167,13 @@ class Trainer:
         objective: "TrainingObjective | None" = None,
     ):
         settings.validate()
+        if settings.batch_size % distributed.world_size():
+            raise ConfigError(f"training: batch_size {settings.batch_size} (windows per step over all processes) "
+                              f"must be divisible by the {distributed.world_size()} processes")
         self.settings = settings
-        self.device = resolve_device(settings.device)
+        self.device = distributed.rank_device(resolve_device(settings.device))
         self.model = model.to(self.device)
+        distributed.broadcast_parameters(self.model)
         self.data = data
         self.n_items = data.n_items
         self.train_split = data.split("train", settings.max_seq_len, all_windows=settings.all_train_windows,
@@ -184,18 +197,21 @@ class Trainer:
     # ---- one epoch ----------------------------------------------------------------
 
     def train_epoch(self, epoch: int) -> dict[str, float]:
-        """One pass over the training users; returns the mean of each loss part
-        (total / nll / contrastive, or the ``objective``'s parts) plus its epoch metrics."""
+        """One pass over the training users (this rank's share of it); returns the mean of each
+        loss part (total / nll / contrastive, or the ``objective``'s parts) plus its epoch
+        metrics, averaged over the ranks."""
         self.model.train()
         negatives = self.sampler.resample(epoch)
         if self.objective is not None:
             self.objective.start_epoch(epoch)
         shuffle = torch.Generator().manual_seed(self.settings.seed * 7919 + epoch)
-        batches = iterate_batches(self.train_split, self.settings.batch_size, shuffle=True, generator=shuffle)
-        n_batches = -(-len(self.train_split) // self.settings.batch_size)
+        batches = distributed.epoch_batches(len(self.train_split), self.settings.batch_size, shuffle)
+        n_batches = len(batches)
+        parameters = [p for p in self.model.parameters() if p.requires_grad]
         sums: dict[str, float] = {}
-        for batch in tqdm(batches, total=n_batches, desc=f"epoch {epoch}", disable=not self.settings.progress, leave=False):
-            batch = batch.to(self.device)
+        progress = self.settings.progress and distributed.is_main()
+        for index in tqdm(batches, desc=f"epoch {epoch}", disable=not progress, leave=False):
+            batch = self.train_split.take(index).to(self.device)
             with autocast_context(self.device, self.settings.bf16):
                 if self.objective is None:
                     parts = sequence_model_loss(self.model, batch, self.settings.loss_settings(), negatives)
@@ -207,13 +223,14 @@ class Trainer:
                 raise FloatingPointError(f"loss is {total.item()} at epoch {epoch}; lower lr or check data")
             self.optimizer.zero_grad(set_to_none=True)
             total.backward()
+            distributed.average_gradients(parameters)
             self.optimizer.step()
             for name, value in values.items():
                 sums[name] = sums.get(name, 0.0) + value.item()
         means = {name: value / n_batches for name, value in sums.items()}
         if self.objective is not None:
             means.update(self.objective.epoch_metrics())
-        return means
+        return distributed.mean_over_ranks(means)
 
     def evaluate(self, split: str = "valid") -> dict[str, float]:
         data = self.valid_split if split == "valid" else self.data.split(split, self.settings.max_seq_len)
@@ -221,7 +238,7 @@ class Trainer:
             self.model,
             data,
             self.n_items,
-            exclude_history=self.settings.exclude_history,
+            exclude=self.settings.eval_exclude,
             batch_size=self.settings.eval_batch_size,
             device=self.device,
             bf16=self.settings.bf16,
@@ -234,31 +251,36 @@ class Trainer:
         if resume and self._last_path and self._last_path.exists():
             state = self.load_checkpoint(self._last_path)
         else:
-            seed_everything(self.settings.seed)
+            seed_everything(self.settings.seed + distributed.rank())  # dropout differs between ranks
         epoch = state["epoch"]
         while not state["stopped_early"] and epoch < self.settings.epochs:
             epoch += 1
             started = time.perf_counter()
             losses = self.train_epoch(epoch)
-            valid = self.evaluate("valid")
-            row = {"epoch": epoch, **losses, **{f"valid_{k}": v for k, v in valid.items()}}
-            row["epoch_seconds"] = time.perf_counter() - started
-            state["history"].append(row)
-            if valid[VALID_METRIC] > state["best"]:
-                state.update(best=valid[VALID_METRIC], best_epoch=epoch, bad_epochs=0)
-                if self.checkpoint_dir:
-                    _atomic_save({"model": self.model.state_dict()}, self.checkpoint_dir / "best.pt")
+            # every rank's RNG state goes into the checkpoint, so a resumed rank draws what it would have
+            rng_by_rank = distributed.gather(_rng_state()) if self.checkpoint_dir and distributed.world_size() > 1 else None
+            if distributed.is_main():
+                valid = self.evaluate("valid")
+                row = {"epoch": epoch, **losses, **{f"valid_{k}": v for k, v in valid.items()}}
+                row["epoch_seconds"] = time.perf_counter() - started
+                state["history"].append(row)
+                if valid[VALID_METRIC] > state["best"]:
+                    state.update(best=valid[VALID_METRIC], best_epoch=epoch, bad_epochs=0)
+                    if self.checkpoint_dir:
+                        _atomic_save({"model": self.model.state_dict()}, self.checkpoint_dir / "best.pt")
+                    else:
+                        self._best_weights = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
                 else:
-                    self._best_weights = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
-            else:
-                state["bad_epochs"] += 1
-            state["epoch"] = epoch
-            state["stopped_early"] = state["bad_epochs"] >= self.settings.patience
-            if self.checkpoint_dir:
-                self.save_checkpoint(self._last_path, state)
-            if self.on_epoch_end:
-                self.on_epoch_end(epoch, row)
-        self._restore_best()
+                    state["bad_epochs"] += 1
+                state["epoch"] = epoch
+                state["stopped_early"] = state["bad_epochs"] >= self.settings.patience
+                if self.checkpoint_dir:
+                    self.save_checkpoint(self._last_path, state, rng_by_rank)
+                if self.on_epoch_end:
+                    self.on_epoch_end(epoch, row)
+            state = distributed.broadcast(state)  # rank 0's history and early-stopping decision
+        if distributed.is_main():  # the trained model is rank 0's
+            self._restore_best()
         best_row = next((r for r in state["history"] if r["epoch"] == state["best_epoch"]), {})
         best_valid = {k[len("valid_"):]: v for k, v in best_row.items() if k.startswith("valid_")}
         return TrainResult(
@@ -274,18 +296,20 @@ class Trainer:
     def _last_path(self) -> Path | None:
         return self.checkpoint_dir / "last.pt" if self.checkpoint_dir else None
 
-    def save_checkpoint(self, path: Path, state: dict) -> None:
+    def save_checkpoint(self, path: Path, state: dict, rng_by_rank: list[dict] | None = None) -> None:
+        """Weights, optimizer, RNG state and loop state; ``rng_by_rank``: every rank's RNG state
+        (several processes), so each resumes its own."""
         path.parent.mkdir(parents=True, exist_ok=True)
-        _atomic_save(
-            {
-                "model": self.model.state_dict(),
-                "optimizer": self.optimizer.state_dict(),
-                "rng": _rng_state(),
-                "n_items": self.n_items,
-                "state": state,
-            },
-            path,
-        )
+        checkpoint = {
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "rng": _rng_state(),
+            "n_items": self.n_items,
+            "state": state,
+        }
+        if rng_by_rank is not None:  # this rank's (0) as of now, the others' as gathered at the end of the epoch
+            checkpoint["rng_by_rank"] = [checkpoint["rng"], *rng_by_rank[1:]]
+        _atomic_save(checkpoint, path)
 
     def load_checkpoint(self, path: Path) -> dict:
         checkpoint = torch.load(path, map_location="cpu", weights_only=False)
@@ -296,7 +320,11 @@ class Trainer:
             )
         self.model.load_state_dict(checkpoint["model"])
         self.optimizer.load_state_dict(checkpoint["optimizer"])
-        _set_rng_state(checkpoint["rng"])
+        by_rank = checkpoint.get("rng_by_rank", [checkpoint["rng"]])
+        if len(by_rank) == distributed.world_size():
+            _set_rng_state(by_rank[distributed.rank()])
+        else:  # written by another number of processes: the weights carry over, the random streams restart
+            seed_everything(self.settings.seed + distributed.rank() + checkpoint["state"]["epoch"])
         return checkpoint["state"]
 
     def _restore_best(self) -> None:

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import datetime as dt
 
-import duckdb
 import numpy as np
 import pyarrow as pa
 
@@ -51,15 +50,12 @@ def user_feature_matrix(table: pa.Table, user_ids: np.ndarray) -> np.ndarray:
 
 def load_user_features(cfg: EncoreConfig, run_date: str | dt.date, user_ids: np.ndarray) -> np.ndarray:
     """The warehouse ``user_features`` rows of ``run_date`` for ``user_ids`` (see module docstring)."""
-    from encore.core.warehouse import connect
+    from encore.core.warehouse import WarehouseError, query
 
     try:
-        with connect(cfg, read_only=True) as con:
-            table = con.execute(
-                f"SELECT user_id, {', '.join(USER_FEATURE_COLUMNS)} FROM user_features WHERE run_date = ?",
-                [str(run_date)],
-            ).to_arrow_table()
-    except duckdb.Error as exc:  # no warehouse file yet, or dbt has not built the mart
+        table = query(cfg, f"SELECT user_id, {', '.join(USER_FEATURE_COLUMNS)} FROM user_features WHERE run_date = ?",
+                      [str(run_date)])
+    except WarehouseError as exc:  # no warehouse yet, or dbt has not built the mart
         raise FileNotFoundError(f"no user_features mart in the warehouse {cfg.paths.warehouse}: {exc} ({HINT})") from exc
     if table.num_rows == 0:
         raise FileNotFoundError(f"user_features has no rows for run_date {run_date} ({HINT})")

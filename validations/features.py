@@ -1,9 +1,9 @@
 """Great Expectations gate on the features training reads, after dbt and before training.
 
 dbt's schema tests guard each model's own invariants; this suite checks what
-the trainers assume across tables: non-empty inputs, aligned sequence arrays
-with the validation target before the test target, rates in [0, 1] and
-one row per user / item for the run date.
+the trainers assume across the marts they read: non-empty inputs, aligned sequence
+arrays with the validation target before the test target, training examples for the
+sequences, rates in [0, 1] and one row per user / item for the run date.
 """
 
 from __future__ import annotations
@@ -11,15 +11,15 @@ from __future__ import annotations
 import great_expectations as gx
 import pyarrow.compute as pc
 
-from encore.core import lake
 from encore.core.config import EncoreConfig
-from encore.core.warehouse import connect
+from encore.core.warehouse import query
 from validations.gx import require, run_suite
 
 
 def validate_features(cfg: EncoreConfig, run_date: str) -> dict:
     E = gx.expectations
-    sequences = lake.read_partition(cfg, "sequences", run_date)
+    sequences = query(cfg, "SELECT user_id, item_ids, is_skip, completion, valid_idx, test_idx "
+                           "FROM fct_user_sequences WHERE run_date = ?", [run_date])
     lengths = pc.list_value_length(sequences["item_ids"])
     seq_frame = sequences.select(["user_id", "valid_idx", "test_idx"]).to_pandas()
     seq_frame["length"] = lengths.to_numpy()
@@ -37,9 +37,12 @@ def validate_features(cfg: EncoreConfig, run_date: str) -> dict:
          E.ExpectColumnValuesToBeInSet(column="valid_before_test", value_set=[True])),
         ("sequences: test_idx out of range", E.ExpectColumnValuesToBeInSet(column="test_in_range", value_set=[True])),
     ]
-    with connect(cfg, read_only=True) as con:
-        items = con.execute("SELECT * FROM dim_items WHERE run_date = ?", [run_date]).df()
-        users = con.execute("SELECT * FROM user_features WHERE run_date = ?", [run_date]).df()
+    examples = query(cfg, "SELECT count(*) AS n FROM fct_training_examples WHERE run_date = ? AND split = 'train'",
+                     [run_date]).to_pandas()
+    seq_checks.append(("fct_training_examples: no training targets",
+                       E.ExpectColumnValuesToBeBetween(column="n", min_value=1)))
+    items = query(cfg, "SELECT * FROM dim_items WHERE run_date = ?", [run_date]).to_pandas()
+    users = query(cfg, "SELECT * FROM user_features WHERE run_date = ?", [run_date]).to_pandas()
     rate = lambda column: E.ExpectColumnValuesToBeBetween(column=column, min_value=0, max_value=1)  # noqa: E731
     item_checks = [
         ("dim_items empty", E.ExpectTableRowCountToBeBetween(min_value=1)),
@@ -54,7 +57,8 @@ def validate_features(cfg: EncoreConfig, run_date: str) -> dict:
         ("user_features: mean_completion_long not in [0,1]", rate("mean_completion_long")),
     ]
     outcomes = (
-        run_suite(seq_frame, "features_sequences", seq_checks)
+        run_suite(seq_frame, "features_sequences", seq_checks[:-1])
+        + run_suite(examples, "features_examples", seq_checks[-1:])
         + run_suite(items, "features_dim_items", item_checks)
         + run_suite(users, "features_user_features", user_checks)
     )

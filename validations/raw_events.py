@@ -21,7 +21,7 @@ from encore.core.config import EncoreConfig
 from encore.core.contracts import CLEAN_EVENT, QUARANTINE, arrow_schema, nullable
 from validations.gx import run_suite
 
-DEDUP_KEY = ["user_id", "item_id", "ts"]
+DEDUP_KEY = ["user_id", "item_id", "ts"]  # GE checks it; dedup_keys() builds it as one string
 
 
 @dataclass
@@ -70,10 +70,22 @@ def event_ids(frame: pd.DataFrame) -> list[str]:
     return [hashlib.blake2b(k.encode(), digest_size=8).hexdigest() for k in keys]
 
 
+def dedup_keys(frame: pd.DataFrame) -> pd.Series:
+    """The duplicate key (user_id, item_id, ts) of each row as one string."""
+    return frame["user_id"].astype(str) + "|" + frame["item_id"].astype(str) + "|" + frame["ts"].astype(str)
+
+
 def validate_raw_events(
-    table: pa.Table, cfg: EncoreConfig, run_date: str | dt.date, source_file: list[str], source_row: list[int]
+    table: pa.Table, cfg: EncoreConfig, run_date: str | dt.date, source_file: list[str], source_row: list[int],
+    earlier: pa.Table | None = None,
 ) -> RawValidationResult:
-    """Split landing rows into clean events and quarantined rows with reasons."""
+    """Split landing rows into clean events and quarantined rows with reasons.
+
+    Duplicates of (user_id, item_id, ts): among the rows of this date the first valid copy
+    is kept (callers order rows by precedence: ``encore.ingest.daily``); a row whose key is
+    already among the clean events of an earlier date (``earlier``: columns user_id, item_id,
+    ts, source_file, source_row, dt) is quarantined naming that date, file and row.
+    """
     run_date = dt.date.fromisoformat(str(run_date))
     frame = table.to_pandas(types_mapper=pd.ArrowDtype).reset_index(drop=True)
     n = len(frame)
@@ -90,18 +102,29 @@ def validate_raw_events(
         if outcome.failing_rows:
             counts[outcome.name] = len(outcome.failing_rows)
 
-    # Among rows that are otherwise valid, the first copy of a key is kept and later copies rejected.
-    valid = pd.Series([not r for r in reasons])
-    dup = frame[DEDUP_KEY].astype(str).loc[valid].duplicated(keep="first")
-    first_row = frame[DEDUP_KEY].astype(str).loc[valid].drop_duplicates(keep="first")
-    first_of = {tuple(v): i for i, v in zip(first_row.index, first_row.itertuples(index=False))}
+    # Among rows that are otherwise valid: a key already ingested on an earlier date is a
+    # re-delivery; of the remaining copies of a key the first is kept and later ones rejected.
+    keys = dedup_keys(frame) if n else pd.Series([], dtype=str)
+    valid = pd.Series([not r for r in reasons], dtype=bool)
+    if earlier is not None and earlier.num_rows:
+        before = earlier.to_pandas(types_mapper=pd.ArrowDtype)
+        seen = dict(zip(dedup_keys(before), zip(before["dt"].astype(str), before["source_file"], before["source_row"])))
+        redelivered = valid & keys.isin(seen.keys())
+        for row in redelivered[redelivered].index:
+            day, file, line = seen[keys.iloc[row]]
+            reasons[row].append(f"duplicate event (already ingested on {day} from {file} row {line})")
+        if redelivered.any():
+            counts["duplicate event (earlier date)"] = int(redelivered.sum())
+        valid &= ~redelivered
+    dup = keys.loc[valid].duplicated(keep="first")
+    first_of = {key: row for row, key in keys.loc[valid].drop_duplicates(keep="first").items()}
     for row in dup[dup].index:
-        key = tuple(frame[DEDUP_KEY].astype(str).iloc[row])
-        reasons[row].append(f"duplicate event (same user_id, item_id, ts as {source_file[first_of[key]]} row {source_row[first_of[key]]})")
+        first = first_of[keys.iloc[row]]
+        reasons[row].append(f"duplicate event (same user_id, item_id, ts as {source_file[first]} row {source_row[first]})")
     if dup.any():
         counts["duplicate event"] = int(dup.sum())
 
-    bad = pa.array([bool(r) for r in reasons])
+    bad = pa.array([bool(r) for r in reasons], pa.bool_())
     good = pa.compute.invert(bad)
     with_provenance = (
         table.append_column("event_id", pa.array(event_ids(frame), pa.string()))

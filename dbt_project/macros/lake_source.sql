@@ -11,7 +11,7 @@
     {%- if execute and target.type == 'duckdb' -%}
         {%- set node = graph.sources['source.encore.lake.' ~ table_name] -%}
         {%- if node.meta.get('optional', false) -%}
-            {%- set pattern = env_var('ENCORE_LAKE') ~ '/' ~ table_name ~ '/*/*.parquet' -%}
+            {%- set pattern = (env_var('ENCORE_LAKE') ~ '/' ~ table_name ~ '/dt=*/*.parquet') | replace("'", "''") -%}
             {%- set found = run_query("select count(*) from glob('" ~ pattern ~ "')").columns[0].values()[0] -%}
             {%- if found == 0 -%}
                 {{ return(empty_relation_from_columns(node.columns)) }}

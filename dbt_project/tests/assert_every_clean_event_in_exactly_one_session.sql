@@ -3,11 +3,12 @@
 -- sessionized_events, with a session; every sessionized event up to run_date
 -- comes from such a clean event. (Clean events dated run_date + 1, allowed by
 -- labels.max_future_days, are sessionized by the next night's run.)
--- Returns the offending event ids.
+-- Returns one row per (event date, problem) with the lake partition to re-run,
+-- so a failure names what to fix.
 
 with clean as (
 
-    select event_id
+    select event_id, event_date
     from {{ ref('stg_events_clean') }}
     where ingest_date <= {{ as_of_date() }}
       and event_date <= {{ as_of_date() }}
@@ -16,21 +17,37 @@ with clean as (
 
 sessionized as (
 
-    select event_id, count(*) as n_rows, count(session_id) as n_with_session
+    select event_id, min(event_date) as event_date, count(*) as n_rows, count(session_id) as n_with_session
     from {{ ref('stg_sessionized_events') }}
     where event_date <= {{ as_of_date() }}
     group by event_id
 
+),
+
+problems as (
+
+    select
+        coalesce(clean.event_date, sessionized.event_date)                 as event_date,
+        case
+            when clean.event_id is null then 'sessionized but not a clean event'
+            when sessionized.event_id is null then 'clean event missing from sessionized_events'
+            when sessionized.n_rows > 1 then 'clean event sessionized more than once'
+            else 'sessionized without a session id'
+        end                                                                  as problem
+
+    from clean
+    full outer join sessionized on sessionized.event_id = clean.event_id
+    where clean.event_id is null
+       or coalesce(sessionized.n_rows, 0) <> 1
+       or coalesce(sessionized.n_with_session, 0) <> 1
+
 )
 
 select
-    coalesce(clean.event_id, sessionized.event_id)  as event_id,
-    clean.event_id is not null                       as is_clean,
-    coalesce(sessionized.n_rows, 0)                  as n_sessionized_rows,
-    coalesce(sessionized.n_with_session, 0)          as n_with_session
+    event_date,
+    problem,
+    count(*)                                                                as n_events,
+    'sessionized_events/dt=' || cast(event_date as varchar)                 as partition_to_rerun
 
-from clean
-full outer join sessionized on sessionized.event_id = clean.event_id
-where clean.event_id is null
-   or coalesce(sessionized.n_rows, 0) <> 1
-   or coalesce(sessionized.n_with_session, 0) <> 1
+from problems
+group by event_date, problem

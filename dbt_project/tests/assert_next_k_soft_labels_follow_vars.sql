@@ -5,7 +5,7 @@
 
 select run_date, user_id, position
 from {{ ref('fct_training_examples') }}
-where len(next_k_item_ids) <> len(next_k_soft_labels)
-   or len(next_k_item_ids) not between 1 and {{ soft_labels | length }}
+where {{ list_length('next_k_item_ids') }} <> {{ list_length('next_k_soft_labels') }}
+   or {{ list_length('next_k_item_ids') }} not between 1 and {{ soft_labels | length }}
    or next_k_item_ids[1] <> target_item_id
-   or next_k_soft_labels <> cast([{{ soft_labels | join(', ') }}] as double[])[1:len(next_k_soft_labels)]
+   or next_k_soft_labels <> (cast(array[{{ soft_labels | join(', ') }}] as double precision[]))[1:{{ list_length('next_k_soft_labels') }}]

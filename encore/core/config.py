@@ -19,6 +19,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import os
+import re
 import tomllib
 import typing
 from dataclasses import dataclass, field
@@ -38,6 +39,7 @@ class PathsConfig:
     airflow_home: str = ""
     reports: str = ""
     checkpoints: str = ""
+    tmp: str = ""  # scratch space of the night's processes (Spark local dirs, temp files); emptied per night
 
     def resolve(self) -> None:
         home = Path(self.home).expanduser().resolve()
@@ -50,6 +52,7 @@ class PathsConfig:
             "airflow_home": home / "airflow",
             "reports": home / "reports",
             "checkpoints": home / "checkpoints",
+            "tmp": home / "tmp",
         }
         for name, value in defaults.items():
             if not getattr(self, name):
@@ -73,6 +76,22 @@ class DataConfig:
 
 
 @dataclass
+class ScheduleConfig:
+    """When the DAG ``encore_nightly`` runs. ``start_date`` "" = the earliest landed day of
+    the night's sources (so a dataset from 1998 runs its nights on 1998 dates), else
+    YYYY-MM-DD; ``catchup``: the scheduler creates the runs from the start date on."""
+
+    start_date: str = ""
+    catchup: bool = True
+
+
+@dataclass
+class IngestConfig:
+    # landed sources a night reads (landing/<source>/); empty = every source in the landing zone
+    sources: tuple[str, ...] = ()
+
+
+@dataclass
 class LabelConfig:
     """The one place the negative-feedback rules live (design: Derived labels)."""
 
@@ -87,8 +106,19 @@ class LabelConfig:
 @dataclass
 class SessionConfig:
     gap_minutes: int = 30
-    max_seq_len: int = 50
-    lookback_days: int = 90
+    lookback_days: int = 90  # days of events a night's sessions, sequences and pools are built from
+    # events of each user kept in the night's sequence snapshot; 0 = one model window (training.max_seq_len
+    # + 1). Longer histories train on all their windows (training.all_train_windows)
+    sequence_events: int = 0
+
+
+@dataclass
+class FeaturesConfig:
+    """Settings of the dbt feature marts (the runner passes them to dbt as vars)."""
+
+    window_days: tuple[int, ...] = (1, 7, 30)  # short / mid / long feature windows, ending at run_date
+    eval_negatives_per_pool: int = 20  # PHNS-hard evaluation set: top-N of each hard / trending / tailing pool
+    eval_easy_mix: str = "UNIFORM"  # easy evaluation set: draw 0 of this phns_negatives mix
 
 
 @dataclass
@@ -96,18 +126,21 @@ class PhnsConfig:
     trending_window_days: int = 7
     pool_size: int = 100  # items kept per global pool
     tailing_min_support: int = 2
-    n_negatives: int = 50  # per user and mix
+    n_negatives: int = 50  # per user, mix and draw
+    draws: int = 3  # independent samples per night; training epoch e uses draw (e - 1) mod draws
+    # share of hard negatives per named mix (seed 003); the rest are uniform over unseen items
     mixes: dict[str, float] = field(
         default_factory=lambda: {"HARD": 0.5, "MEDIUM": 0.3, "EASY": 0.2}
     )
-    default_mix: str = "MEDIUM"
-    uniform_share: float = 0.0  # share of each user's training negatives drawn uniformly from unseen items
+    default_mix: str = "MEDIUM"  # the mix S-MoE-BST trains on (the DAG param phns_mix overrides it)
     seed: int = 13
 
 
 @dataclass
 class TrainingConfig:
-    models: tuple[str, ...] = ("sasrec", "smoe_bst")
+    # every night's challengers: the neural model and the cheap baselines, on the same validation
+    # split, so the champion is the night's best model (README "Results: which models compete")
+    models: tuple[str, ...] = ("sasrec", "session_knn", "wrmf_neg", "item_knn", "most_pop")
     epochs: int = 3
     # windows per step: a window holds up to max_seq_len targets, so 64 windows ~ 3K targets;
     # on the default data 64 gave 3x the test NDCG@10 of 256 for the same 3 epochs and wall time
@@ -133,9 +166,11 @@ class TrainingConfig:
     seed: int = 42
     device: str = "auto"  # auto | cpu | cuda
     bf16: bool = True
-    # S-MoE-BST (seed 003): PHNS mix ("" = phns.default_mix; UNIFORM = no PHNS), next-K soft
-    # labels, multi-task loss weights, engagement weighting and the gate
-    phns_mix: str = ""
+    # evaluation protocol: the user's items removed from the ranking of a validation / test target:
+    # history (every earlier item, as RecBole and most papers) | window (the input window only) | none
+    eval_exclude: str = "history"
+    # S-MoE-BST (seed 003): next-K soft labels (also the dbt var of fct_training_examples),
+    # multi-task loss weights, engagement weighting and the gate; its PHNS mix is phns.default_mix
     soft_labels: tuple[float, ...] = (1.0, 0.6, 0.3)
     rank_weight: float = 1.0
     ctr_weight: float = 0.5
@@ -145,6 +180,9 @@ class TrainingConfig:
     ctr_positions: int = 8  # positions per window the CTR head trains on (0 = all)
     gate_noise: float = 1.0
     gate_temperature: float = 1.0
+    # > 1: the nightly trains the sequence models with torchrun DDP on this many processes
+    # (training.launch); batch_size stays the total per step over all of them
+    world_size: int = 1
 
 
 @dataclass
@@ -153,6 +191,7 @@ class InferenceConfig:
     exclude_history: bool = True
     exclude_skipped_days: int = 30
     chunk_users: int = 4096
+    outcome_events: int = 10  # each user's most recent events the p_skip / completion models learn from
 
 
 @dataclass
@@ -161,6 +200,11 @@ class PromotionConfig:
     margin: float = 0.0
     guard_metric: str = "skip_mrr"  # lower is better; must not get worse
     registered_model: str = "encore_recommender"
+    # sanity floor every challenger must clear, the first night's included: its metric at least
+    # this share of the most-popular baseline's on the same validation data, finite scores that
+    # are not (nearly) constant per user
+    popularity_floor: float = 0.5
+    min_score_std: float = 1e-6
 
 
 @dataclass
@@ -181,19 +225,54 @@ class SparkConfig:
     # the in-process driver's, and under spark-submit the driver's and the executors'
     # (with the JIT options, as spark.*.extraJavaOptions)
     java_options: str = ""
+    # mode = submit / connect on a cluster: the memory of each executor (one per standalone worker)
+    executor_memory: str = "1g"
+    # the standalone cluster on 127.0.0.1 of `python -m spark_jobs.cluster up` (spark://127.0.0.1:<master_port>);
+    # worker i's web UI listens on webui_port + i
+    cluster_workers: int = 2
+    worker_cores: int = 1
+    worker_memory: str = "2g"
+    master_port: int = 7077
+    webui_port: int = 8090
+
+
+@dataclass
+class DeployConfig:
+    """Deployed mode on one machine (``encore.deploy``) and the warehouse backend the stages use.
+
+    Every service listens on ``host`` only; its state lives under ``<paths.home>/deploy``. The
+    Postgres password never comes from here: env ``ENCORE_PG_PASSWORD``, else the libpq
+    password file ``deploy up`` writes (``PGPASSFILE``)."""
+
+    warehouse: str = "duckdb"  # duckdb (the embedded file) | postgres (the deployed server below)
+    host: str = "127.0.0.1"
+    pg_port: int = 55432
+    pg_user: str = "encore"  # the role the pipeline and the services connect as
+    pg_analyst_user: str = "encore_analyst"  # read-only role for analysts
+    pg_database: str = "encore"  # the warehouse
+    pg_airflow_database: str = "airflow"
+    pg_mlflow_database: str = "mlflow"
+    pg_lake_schema: str = "lake"  # lake tables loaded for dbt-postgres
+    pg_os_user: str = "postgres"  # the server runs as this OS user when started by root
+    airflow_port: int = 18080
+    mlflow_port: int = 15000
 
 
 @dataclass
 class EncoreConfig:
     paths: PathsConfig = field(default_factory=PathsConfig)
     data: DataConfig = field(default_factory=DataConfig)
+    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+    ingest: IngestConfig = field(default_factory=IngestConfig)
     labels: LabelConfig = field(default_factory=LabelConfig)
     sessions: SessionConfig = field(default_factory=SessionConfig)
+    features: FeaturesConfig = field(default_factory=FeaturesConfig)
     phns: PhnsConfig = field(default_factory=PhnsConfig)
     training: TrainingConfig = field(default_factory=TrainingConfig)
     inference: InferenceConfig = field(default_factory=InferenceConfig)
     promotion: PromotionConfig = field(default_factory=PromotionConfig)
     spark: SparkConfig = field(default_factory=SparkConfig)
+    deploy: DeployConfig = field(default_factory=DeployConfig)
 
     @property
     def home(self) -> Path:
@@ -205,7 +284,7 @@ class EncoreConfig:
         return base if run_date is None else f"{base}/dt={_iso(run_date)}"
 
     def landing_path(self, run_date: str | dt.date, source: str | None = None) -> str:
-        return f"{self.paths.landing}/{source or self.data.source}/dt={_iso(run_date)}"
+        return f"{self.paths.landing}/{check_source_name(source or self.data.source)}/dt={_iso(run_date)}"
 
     def env(self) -> dict[str, str]:
         """Environment for subprocesses (dbt, spark-submit): the paths dbt reads, and every
@@ -223,6 +302,18 @@ class EncoreConfig:
                 env[f"ENCORE__{section.name.upper()}__{setting.name.upper()}"] = _env_value(
                     getattr(values, setting.name))
         return env
+
+
+SOURCE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+
+
+def check_source_name(name: str) -> str:
+    """A source name becomes a folder of the landing zone: letters, digits, ``_ . -`` only,
+    so it can never point outside it (``../x``) or into SQL."""
+    if not SOURCE_NAME.fullmatch(name or "") or ".." in name:
+        raise ConfigError(f"source name {name!r} is not allowed: use 1-64 letters, digits, '_', '.' or '-' "
+                          "(starting with a letter or digit, no '..')")
+    return name
 
 
 def _env_value(value: typing.Any) -> str:
@@ -338,17 +429,36 @@ def _validate(cfg: EncoreConfig) -> None:
         (cfg.spark.mode != "connect" or cfg.spark.remote.startswith("sc://"),
          f"spark.remote must be a Spark Connect URL sc://host:port when spark.mode = connect, not {cfg.spark.remote!r}"),
         (cfg.spark.jit in {"auto", "quick", "hot", "full"}, "spark.jit must be auto|quick|hot|full"),
+        (cfg.deploy.warehouse in {"duckdb", "postgres"}, "deploy.warehouse must be duckdb|postgres"),
+        (cfg.spark.cluster_workers >= 1 and cfg.spark.worker_cores >= 1,
+         "spark.cluster_workers and spark.worker_cores must be >= 1"),
+        (all(m[:-1].isdigit() and m[-1:].lower() in "kmgt" for m in (cfg.spark.executor_memory, cfg.spark.worker_memory)),
+         "spark.executor_memory and spark.worker_memory must look like 512m or 2g"),
+        (0 < cfg.spark.master_port < 65536 and 0 < cfg.spark.webui_port < 65536 - cfg.spark.cluster_workers,
+         "spark.master_port and spark.webui_port (+ cluster_workers) must be TCP ports"),
+        (cfg.training.world_size >= 1, "training.world_size must be >= 1"),
+        (cfg.training.batch_size % max(cfg.training.world_size, 1) == 0,
+         "training.batch_size (windows per step over all processes) must be divisible by training.world_size"),
     ]
     for ok, message in checks:
         if not ok:
             raise ConfigError(message)
-    try:
-        dt.date.fromisoformat(cfg.data.start_date)
-    except ValueError as exc:
-        raise ConfigError(f"data.start_date: {exc}") from exc
-
-
-def default_run_dates(cfg: EncoreConfig, n: int = 3) -> list[str]:
-    """The last ``n`` days of the embedded dataset: what ``make run`` processes nightly."""
-    end = dt.date.fromisoformat(cfg.data.start_date) + dt.timedelta(days=cfg.data.n_days - 1)
-    return [(end - dt.timedelta(days=i)).isoformat() for i in reversed(range(n))]
+    for name in (cfg.data.source, *cfg.ingest.sources):
+        check_source_name(name)
+    more = [
+        (len(cfg.features.window_days) == 3 and list(cfg.features.window_days) == sorted(set(cfg.features.window_days))
+         and cfg.features.window_days[0] >= 1, "features.window_days must be three increasing day counts >= 1"),
+        (cfg.features.eval_easy_mix in {*cfg.phns.mixes, "UNIFORM"}, "features.eval_easy_mix must be UNIFORM or a phns mix"),
+        (cfg.phns.draws >= 1 and cfg.phns.n_negatives >= 1, "phns.draws and phns.n_negatives must be >= 1"),
+        (all(0 < v <= 1 for v in cfg.training.soft_labels) and cfg.training.soft_labels[:1] == (1.0,),
+         "training.soft_labels must start with 1.0, each in (0, 1]"),
+    ]
+    for ok, message in more:
+        if not ok:
+            raise ConfigError(message)
+    for name, value in (("data.start_date", cfg.data.start_date), ("schedule.start_date", cfg.schedule.start_date)):
+        try:
+            if value or name == "data.start_date":
+                dt.date.fromisoformat(value)
+        except ValueError as exc:
+            raise ConfigError(f"{name}: {exc}") from exc

@@ -92,6 +92,7 @@ SEQUENCE = (
     Column("ts", "list<timestamp>", False, "Event times aligned with item_ids."),
     Column("valid_idx", "int32", False, "Index in item_ids of the validation target (second-last positive)."),
     Column("test_idx", "int32", False, "Index in item_ids of the test target (last positive)."),
+    Column("earlier_item_ids", "list<string>", False, "Distinct items of the user's events older than item_ids (sorted)."),
     Column("n_events", "int64", False, "Events of the user before truncation."),
 )
 
@@ -105,8 +106,9 @@ PHNS_POOL = (
 PHNS_NEGATIVE = (
     Column("user_id", "string", False, "User identifier."),
     Column("mix", "string", False, "Named mix (HARD / MEDIUM / EASY) or UNIFORM."),
+    Column("draw", "int32", False, "0-based independent sample of the night (training epoch e uses draw (e-1) mod draws)."),
     Column("item_id", "string", False, "Sampled negative item."),
-    Column("pool", "string", False, "Pool the negative came from (hard | trending | tailing | uniform)."),
+    Column("pool", "string", False, "Pool the negative came from (hard | uniform)."),
     Column("sample_idx", "int32", False, "0-based index of the sample for that user and mix."),
 )
 

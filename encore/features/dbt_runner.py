@@ -19,6 +19,10 @@ or repeated use in one process. A subprocess gets the exact environment from
 
 ``target/`` and ``logs/`` go under ``ENCORE_HOME/dbt/`` so parallel runs with
 different homes never share dbt's artifacts and the checkout stays clean.
+
+The profile's target follows ``cfg.deploy.warehouse``: ``duckdb`` reads the lake in place,
+``postgres`` (deployed mode) first loads the changed lake partitions into Postgres
+(``encore.features.lake_to_postgres``); the models, tests and contracts are the same.
 """
 
 from __future__ import annotations
@@ -35,6 +39,8 @@ from pathlib import Path
 from typing import Any
 
 from encore.core.config import EncoreConfig, _iso
+from encore.core.postgres import PASSWORD_ENV
+from encore.features.lake_to_postgres import sync_lake
 
 log = logging.getLogger(__name__)
 
@@ -68,11 +74,39 @@ def artifacts_dir(cfg: EncoreConfig) -> Path:
 
 
 def _env(cfg: EncoreConfig) -> dict[str, str]:
+    """dbt's environment: the config, and the profile's target (``deploy.warehouse``) with its
+    connection settings (dbt_project/profiles.yml reads them; the password stays a secret)."""
     env = dict(os.environ)
     env.update(cfg.env())
     env.setdefault("DBT_SEND_ANONYMOUS_USAGE_STATS", "false")
     env.setdefault("DO_NOT_TRACK", "1")
+    env["ENCORE_DBT_TARGET"] = cfg.deploy.warehouse
+    if cfg.deploy.warehouse == "postgres":
+        env.update({
+            "ENCORE_PG_HOST": cfg.deploy.host,
+            "ENCORE_PG_PORT": str(cfg.deploy.pg_port),
+            "ENCORE_PG_USER": cfg.deploy.pg_user,
+            "ENCORE_PG_DBNAME": cfg.deploy.pg_database,
+            "ENCORE_PG_LAKE_SCHEMA": cfg.deploy.pg_lake_schema,
+        })
+        if os.environ.get(PASSWORD_ENV):  # else libpq reads PGPASSFILE
+            env["DBT_ENV_SECRET_ENCORE_PG_PASSWORD"] = os.environ[PASSWORD_ENV]
     return env
+
+
+def dbt_vars(cfg: EncoreConfig, run_date: str) -> dict[str, Any]:
+    """The project's vars for a run: the run date and every setting the marts read, from the
+    config (dbt_project.yml's vars are only the defaults of a hand-run ``dbt build``)."""
+    short, mid, long = cfg.features.window_days
+    return {
+        "run_date": run_date,
+        "window_short_days": short,
+        "window_mid_days": mid,
+        "window_long_days": long,
+        "next_k_soft_labels": list(cfg.training.soft_labels),
+        "eval_negatives_per_pool": cfg.features.eval_negatives_per_pool,
+        "eval_easy_mix": cfg.features.eval_easy_mix,
+    }
 
 
 def _invoke(cfg: EncoreConfig, command: list[str], run_date: str) -> tuple[subprocess.CompletedProcess, Path]:
@@ -87,7 +121,7 @@ def _invoke(cfg: EncoreConfig, command: list[str], run_date: str) -> tuple[subpr
         "--profiles-dir", str(project_dir()),
         "--target-path", str(target),
         "--log-path", str(logs),
-        "--vars", json.dumps({"run_date": run_date}),
+        "--vars", json.dumps(dbt_vars(cfg, run_date)),
     ]
     log.info("dbt %s (run_date=%s)", " ".join(command), run_date)
     proc = subprocess.run(args, env=_env(cfg), capture_output=True, text=True, check=False)
@@ -108,10 +142,32 @@ def _summarise(target: Path) -> tuple[list[dict[str, Any]], float]:
             "failures": r.get("failures"),
             "message": r.get("message"),
             "execution_time": r.get("execution_time"),
+            "compiled_code": r.get("compiled_code"),
         }
         for r in data.get("results", [])
     ]
     return results, float(data.get("elapsed_time") or 0.0)
+
+
+FAILING_ROWS_SHOWN = 5
+
+
+def _failing_rows(cfg: EncoreConfig, result: dict[str, Any]) -> str:
+    """The first rows a failed data test returned (they name what is wrong, e.g. the date and
+    partition to re-run), read back by running its compiled SQL; empty if that is not possible."""
+    if result["resource_type"] != "test" or result["status"] != "fail" or not result.get("compiled_code"):
+        return ""
+    from encore.core.warehouse import connect
+
+    try:
+        with connect(cfg, read_only=True) as con:
+            cursor = con.execute(f"select * from ({result['compiled_code']}) as failing limit {FAILING_ROWS_SHOWN}")
+            names = [d[0] for d in cursor.description]
+            rows = cursor.fetchall()
+    except Exception as exc:  # the samples only explain the failure; never hide it
+        log.debug("could not read the failing rows of %s: %s", result["name"], exc)
+        return ""
+    return "".join("\n      " + ", ".join(f"{n}={v}" for n, v in zip(names, row)) for row in rows)
 
 
 def dbt_build(
@@ -143,6 +199,8 @@ def dbt_build(
         command.append("--full-refresh")
 
     started = time.monotonic()
+    if cfg.deploy.warehouse == "postgres":  # dbt-postgres reads the lake from tables, not files
+        sync_lake(cfg)
     proc, target = _invoke(cfg, command, run_date)
     results, elapsed = _summarise(target)
     counts = dict(Counter(r["status"] for r in results))
@@ -162,6 +220,7 @@ def dbt_build(
         if failed:
             lines = [
                 f"{r['resource_type']} {r['name']} [{r['status']}]: {(r['message'] or '').strip().splitlines()[0] if r['message'] else ''}"
+                + _failing_rows(cfg, r)
                 for r in failed
             ]
             skipped = counts.get("skipped", 0)

@@ -57,7 +57,8 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
-from encore.core.config import EncoreConfig, load_config
+from encore.core.config import EncoreConfig, check_source_name, load_config
+from encore.core.errors import ConfigError, EncoreInputError
 from encore.core.contracts import LANDING_EVENT, RAW_EVENT_COLUMNS, REQUIRED_RAW_COLUMNS, arrow_schema
 
 log = logging.getLogger(__name__)
@@ -74,7 +75,7 @@ _TRUE = {"true", "t", "1", "yes", "y"}
 _FALSE = {"false", "f", "0", "no", "n"}
 
 
-class AdapterError(ValueError):
+class AdapterError(EncoreInputError):
     """The file cannot be adapted at all (unreadable, wrong format, a required column missing)."""
 
 
@@ -109,9 +110,9 @@ class _Parsed:
             self.note(value.isna(), f"{label or column}: empty")
         return value
 
-    def _unparseable(self, label: str, raw: pd.Series, parsed: pd.Series) -> None:
+    def _unparseable(self, label: str, raw: pd.Series, parsed: pd.Series, hint: str = "") -> None:
         failed = raw.notna() & parsed.isna()
-        self.note(failed, label + ": unparseable " + raw[failed].astype(object).map(repr))
+        self.note(failed, label + ": unparseable " + raw[failed].astype(object).map(repr) + hint)
 
     def number(self, column: str, label: str, integer: bool = False, required: bool = False,
                low: float | None = None, high: float | None = None) -> pd.Series:
@@ -156,9 +157,12 @@ class _Parsed:
         raw = self.text(column, required, label)
         if unit:
             parsed = pd.to_datetime(pd.to_numeric(raw, errors="coerce"), unit=unit, utc=True, errors="coerce")
+            hint = f" (expected epoch {unit})"
         else:
+            # exactly this format, never a guess: 01/02/2018 could be either day first or month first
             parsed = pd.to_datetime(raw, format=fmt or "ISO8601", utc=True, errors="coerce")
-        self._unparseable(label, raw, parsed)
+            hint = f" (expected {fmt or 'ISO-8601'}; a different format needs --date-format)"
+        self._unparseable(label, raw, parsed, hint)
         return parsed
 
 
@@ -242,14 +246,19 @@ def _landing_table(parsed: _Parsed, source: str, columns: dict[str, pd.Series]) 
     return pa.Table.from_arrays(arrays, schema=schema)
 
 
-def read_mssd(path: str | Path, source: str = "mssd") -> pa.Table:
-    """Spotify Music Streaming Sessions Dataset training log (``log_*.csv``)."""
+MSSD_DATE_FORMAT = "%Y-%m-%d"
+
+
+def read_mssd(path: str | Path, source: str = "mssd", date_format: str | None = None) -> pa.Table:
+    """Spotify Music Streaming Sessions Dataset training log (``log_*.csv``). ``date_format``
+    (strptime) reads a ``date`` column re-saved by a spreadsheet or pandas (e.g. ``%d/%m/%Y``);
+    default the public ``%Y-%m-%d``."""
     parsed = _read_delimited(path, ",")
     _require(path, list(parsed.frame.columns), MSSD_REQUIRED, "Spotify MSSD training log")
     session = parsed.text("session_id", required=True)
     position = parsed.number("session_position", "session_position", integer=True, required=True, low=0)
     hour = parsed.number("hour_of_day", "hour_of_day", integer=True, required=True, low=0, high=23)
-    day = parsed.timestamp("date", label="date", fmt="%Y-%m-%d")
+    day = parsed.timestamp("date", label="date", fmt=date_format or MSSD_DATE_FORMAT)
     ts = day + pd.to_timedelta(hour.astype("float64"), unit="h") + pd.to_timedelta(position.astype("float64"), unit="s")
     is_true, is_false = [], []
     for column in ("skip_1", "skip_2", "skip_3"):
@@ -426,11 +435,13 @@ def land_events(cfg: EncoreConfig, table: pa.Table, source: str,
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="Map a public dataset file to Encore's landing zone.")
+    parser = argparse.ArgumentParser(prog="encore ingest", description="Map a public dataset file to Encore's landing zone.")
     parser.add_argument("--source", required=True, choices=sorted(ADAPTERS))
     parser.add_argument("--input", required=True, help="file to read")
     parser.add_argument("--mapping", help="generic: JSON {contract column: source column}, inline or a file path")
-    parser.add_argument("--ts-format", help="generic: strptime format of the ts column")
+    parser.add_argument("--date-format", "--ts-format", dest="date_format",
+                        help="mssd: strptime format of the date column (default %%Y-%%m-%%d); generic: of the ts "
+                             "column (default ISO-8601). Values that do not match are quarantined, never guessed")
     parser.add_argument("--ts-unit", choices=TS_UNITS, help="generic: ts column holds epoch numbers in this unit")
     parser.add_argument("--name", help="source name in the landing zone (default: the --source value)")
     parser.add_argument("--delivery-date", help="partition for rows whose ts failed to parse (YYYY-MM-DD)")
@@ -438,6 +449,12 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
     name = args.name or args.source
+    try:
+        check_source_name(name)
+    except ConfigError as exc:
+        parser.error(f"--name: {exc}")
+    if args.date_format and args.source not in ("mssd", "generic"):
+        parser.error(f"--date-format applies to --source mssd or generic, not {args.source}")
     if args.source == "generic":
         if not args.mapping:
             parser.error("--source generic needs --mapping")
@@ -446,7 +463,9 @@ def main(argv: list[str] | None = None) -> int:
             mapping = json.loads(text)
         except json.JSONDecodeError as exc:
             parser.error(f"--mapping is not valid JSON: {exc}")
-        table = read_generic(args.input, mapping, source=name, ts_format=args.ts_format, ts_unit=args.ts_unit)
+        table = read_generic(args.input, mapping, source=name, ts_format=args.date_format, ts_unit=args.ts_unit)
+    elif args.source == "mssd":
+        table = read_mssd(args.input, source=name, date_format=args.date_format)
     else:
         table = ADAPTERS[args.source](args.input, source=name)
     bad = table.num_rows - table["parse_error"].null_count

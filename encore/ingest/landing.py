@@ -20,10 +20,35 @@ from encore.core.contracts import LANDING_EVENT, REQUIRED_RAW_COLUMNS, arrow_sch
 from encore.core.errors import RawFileError
 
 
-def landing_files(cfg: EncoreConfig, run_date: str) -> list[Path]:
-    """Every delivered file for the date, across sources (``landing/<source>/dt=D/*``)."""
+def landed_sources(cfg: EncoreConfig) -> list[str]:
+    """Sources with a folder in the landing zone, sorted."""
     root = Path(cfg.paths.landing)
-    files = sorted(root.glob(f"*/dt={run_date}/*.parquet")) + sorted(root.glob(f"*/dt={run_date}/*.csv"))
+    return sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")) if root.is_dir() else []
+
+
+def night_sources(cfg: EncoreConfig) -> list[str]:
+    """The sources a night reads: ``ingest.sources``, or every landed source when it is empty."""
+    return list(cfg.ingest.sources) or landed_sources(cfg)
+
+
+def landed_dates(cfg: EncoreConfig) -> list[str]:
+    """Every date with a landing partition of a source the night reads, sorted."""
+    root = Path(cfg.paths.landing)
+    return sorted({p.name[3:] for source in night_sources(cfg) for p in (root / source).glob("dt=*") if p.is_dir()})
+
+
+def last_landed_dates(cfg: EncoreConfig, n: int = 3) -> list[str]:
+    """The data's own last ``n`` landed days: what ``encore run`` processes by default."""
+    return landed_dates(cfg)[-n:]
+
+
+def landing_files(cfg: EncoreConfig, run_date: str) -> list[Path]:
+    """Every delivered file for the date of the night's sources (``landing/<source>/dt=D/*``;
+    hidden files, e.g. an adapter's temporary file, are not deliveries)."""
+    files = []
+    for source in night_sources(cfg):
+        folder = Path(cfg.landing_path(run_date, source))
+        files += sorted(folder.glob("*.parquet")) + sorted(folder.glob("*.csv"))
     return files
 
 

@@ -3,9 +3,9 @@
 * ``ml100k_events`` — MovieLens-100k as raw events (rating kept, so the label
   rule "rating <= 2 = negative signal" applies downstream). The file is the
   RecBole atomic file ``ml-100k.inter`` that ships inside the ``recbole==1.2.1``
-  wheel: the wheel is fetched once with ``pip download --no-deps`` into
-  ``<ENCORE_HOME>/cache/datasets`` (or ``cache_dir``) and only that member is
-  extracted; recbole itself is never installed or imported.
+  wheel: the wheel is fetched once from PyPI with ``pip download --no-deps`` into the
+  dataset cache (``_cache_dir``) and only that member is extracted; recbole itself is
+  never installed or imported.
 * ``synthetic_events`` — ``encore.ingest.generator`` days for a config, concatenated.
 """
 
@@ -19,16 +19,18 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from encore.core.config import EncoreConfig, load_config
+from encore.core.config import EncoreConfig
 
 RECBOLE_WHEEL = "recbole==1.2.1"
 ML100K_MEMBER = "recbole/dataset_example/ml-100k/ml-100k.inter"
 
 
 def _cache_dir(cache_dir: str | Path | None) -> Path:
+    """Where fetched datasets are kept: ``cache_dir``, else ``ENCORE_DATASET_CACHE``, else
+    ``~/.cache/encore/datasets`` (shared by every state dir and test on the machine)."""
     if cache_dir is None:
-        home = os.environ.get("ENCORE_HOME") or load_config().paths.home
-        cache_dir = Path(home) / "cache" / "datasets"
+        cache_dir = os.environ.get("ENCORE_DATASET_CACHE") or Path(
+            os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "encore" / "datasets"
     path = Path(cache_dir)
     path.mkdir(parents=True, exist_ok=True)
     return path

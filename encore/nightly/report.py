@@ -9,7 +9,8 @@ can be rebuilt for any date.
 
 from __future__ import annotations
 
-import html
+import datetime as dt
+
 import json
 import logging
 from pathlib import Path
@@ -17,12 +18,13 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
+import duckdb  # noqa: E402
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from encore.core import lake  # noqa: E402
 from encore.core.config import EncoreConfig  # noqa: E402
-from encore.core.warehouse import connect  # noqa: E402
+from encore.core.warehouse import has_table, query  # noqa: E402
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +50,7 @@ def data_quality(cfg: EncoreConfig, until: str) -> pd.DataFrame:
 
 def recommendation_quality(cfg: EncoreConfig, until: str) -> pd.DataFrame:
     """Per published date: users, coverage of the catalogue, predicted skip and realised next-day skip share."""
-    events = f"{cfg.lake_path('sessionized_events')}/*/*.parquet"
+    events = f"{cfg.lake_path('sessionized_events')}/dt=*/*.parquet".replace("'", "''")  # a SQL literal
     has_events = bool(lake.partition_dates(cfg, "sessionized_events"))
     realised = (
         f"""LEFT JOIN (
@@ -61,12 +63,10 @@ def recommendation_quality(cfg: EncoreConfig, until: str) -> pd.DataFrame:
         if has_events else ""
     )
     select_realised = "later.realised_skip_rate, later.later_plays" if has_events else "NULL AS realised_skip_rate, 0 AS later_plays"
-    with connect(cfg, read_only=True) as con:
-        has_table = con.execute(
-            "SELECT count(*) FROM information_schema.tables WHERE table_name = 'recommendations'"
-        ).fetchone()[0]
-        if not has_table:
-            return pd.DataFrame()
+    if not has_table(cfg, "recommendations"):
+        return pd.DataFrame()
+    with duckdb.connect() as con:  # the warehouse's rows (either backend) joined with the lake's events here
+        con.register("recommendations", query(cfg, "SELECT * FROM recommendations WHERE run_date <= ?", [until]))
         return con.execute(
             f"""
             WITH per_date AS (
@@ -92,14 +92,15 @@ def _plot(path: Path, draw) -> str:
     return path.name
 
 
-def build_report(cfg: EncoreConfig, run_date: str) -> Path:
-    out = Path(cfg.paths.reports) / run_date
+def build_report(cfg: EncoreConfig, run_date: dt.date) -> Path:
+    day = run_date.isoformat()
+    out = Path(cfg.paths.reports) / day
     out.mkdir(parents=True, exist_ok=True)
-    quality = data_quality(cfg, run_date)
-    runs = _lake_frame(cfg, "model_runs", run_date)
-    promotions = _lake_frame(cfg, "promotions", run_date)
-    recs = recommendation_quality(cfg, run_date)
-    sections = [f"<h1>Encore nightly report {html.escape(run_date)}</h1>"]
+    quality = data_quality(cfg, day)
+    runs = _lake_frame(cfg, "model_runs", day)
+    promotions = _lake_frame(cfg, "promotions", day)
+    recs = recommendation_quality(cfg, day)
+    sections = [f"<h1>Encore nightly report {day}</h1>"]
 
     sections.append("<h2>Data quality</h2>")
     if not quality.empty:
@@ -130,6 +131,24 @@ def build_report(cfg: EncoreConfig, run_date: str) -> Path:
                 "challenger_value", "champion_value", "reason"]
         sections.append(promotions[cols].to_html(index=False, float_format="%.4f"))
 
+    outcomes = _lake_frame(cfg, "outcome_models", day)
+    sections.append("<h2>Skip and completion models (p_skip, predicted_completion)</h2>")
+    if not outcomes.empty:
+        metrics = [dict(json.loads(m), run_date=d) for m, d in zip(outcomes["metrics_json"], outcomes["dt"])]
+        latest = metrics[-1]
+        if latest.get("reliability"):
+            bins = pd.DataFrame(latest["reliability"])
+            img = _plot(out / "skip_reliability.png", lambda ax: (
+                ax.plot([0, 1], [0, 1], color="grey", linestyle=":"),
+                ax.plot(bins["predicted"], bins["observed"], marker="o"),
+                ax.set(xlabel="predicted p_skip", ylabel="observed skip share",
+                       title=f"reliability on held-out users, {latest['run_date']}")))
+            sections.append(f'<img src="{img}">')
+        columns = ["run_date", "examples", "skip_log_loss", "skip_log_loss_item_rate", "skip_auc", "skip_auc_item_rate",
+                   "skip_ece", "completion_mae", "completion_mae_item_mean"]
+        table = pd.DataFrame([{c: m.get(c) for c in columns} for m in metrics])
+        sections.append(table.to_html(index=False, float_format="%.4f"))
+
     sections.append("<h2>Published recommendations</h2>")
     if not recs.empty:
         img = _plot(out / "recommendations.png", lambda ax: recs.set_index("run_date")[
@@ -139,7 +158,7 @@ def build_report(cfg: EncoreConfig, run_date: str) -> Path:
     page = out / "report.html"
     page.write_text(
         "<!doctype html><html><head><meta charset='utf-8'><title>Encore "
-        f"{html.escape(run_date)}</title><style>body{{font-family:sans-serif;max-width:1000px;margin:auto}}"
+        f"{day}</title><style>body{{font-family:sans-serif;max-width:1000px;margin:auto}}"
         "table{border-collapse:collapse;font-size:13px}td,th{border:1px solid #ccc;padding:3px 6px}</style>"
         "</head><body>" + "\n".join(sections) + "</body></html>"
     )

@@ -33,12 +33,15 @@ MODELS: dict[str, tuple[type, type[nn.Module]]] = {
 
 
 def build_model(name: str, n_items: int, **settings) -> nn.Module:
-    """Instantiate ``name`` with the settings its config dataclass knows (others ignored)."""
+    """Instantiate ``name`` with settings of its config dataclass (an unknown setting is an error)."""
     if name not in MODELS:
         raise ValueError(f"unknown model {name!r}; known: {sorted(MODELS)}")
     config_cls, model_cls = MODELS[name]
     known = {f.name for f in dataclasses.fields(config_cls)}
-    return model_cls(config_cls(n_items=n_items, **{k: v for k, v in settings.items() if k in known}))
+    unknown = sorted(set(settings) - known)
+    if unknown:
+        raise ValueError(f"{name}: unknown settings {unknown}; known: {sorted(known - {'n_items'})}")
+    return model_cls(config_cls(n_items=n_items, **settings))
 
 
 __all__ = ["MODELS", "build_model", "AttRec", "AttRecConfig", "SASRec", "SASRecConfig", "BERT4Rec", "BERT4RecConfig", "SMoEBST", "SMoEBSTConfig"]

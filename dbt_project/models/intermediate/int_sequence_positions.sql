@@ -22,7 +22,7 @@ positions as (
         is_skip,
         completion,
         event_ts,
-        unnest(range(0, len(item_ids)))             as position
+        generate_subscripts(item_ids, 1) - 1        as position
 
     from sequences
 

@@ -15,7 +15,7 @@ renamed as (
         cast(split as varchar)                  as split,
         cast(seed as integer)                   as seed,
         cast(metric as varchar)                 as metric,
-        cast(value as double)                   as metric_value,
+        cast(value as double precision)                   as metric_value,
         cast(dt as date)                        as partition_date
 
     from source

@@ -14,12 +14,12 @@ renamed as (
         cast(position as integer)               as session_position,
         cast(ts as timestamp with time zone)    as event_ts,
         cast(dt as date)                        as event_date,
-        cast(completion as double)              as completion,
+        cast(completion as double precision)              as completion,
         cast(skip_level as integer)             as skip_level,
-        cast(rating as double)                  as rating,
+        cast(rating as double precision)                  as rating,
         cast(is_skip as boolean)                as is_skip,
         cast(is_abandoned as boolean)           as is_abandoned,
-        cast(engagement as double)              as engagement,
+        cast(engagement as double precision)              as engagement,
         cast(next_positive_item_id as varchar)  as next_positive_item_id,
         cast(source as varchar)                 as source_name
 

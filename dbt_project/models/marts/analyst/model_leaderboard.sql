@@ -79,7 +79,7 @@ final as (
         std_value,
         min_value,
         max_value,
-        printf('%.4f ± %.4f', mean_value, coalesce(std_value, 0))    as mean_pm_std,
+        {{ format_mean_pm_std('mean_value', 'std_value') }}          as mean_pm_std,
         metric in {{ lower_is_better }}                                               as lower_is_better,
         cast(rank() over (
             partition by dataset, split, metric

@@ -99,8 +99,8 @@ per_date as (
         avg(score)                                  as mean_score,
         avg(soft_label)                             as mean_soft_label,
         avg(p_skip)                                 as mean_p_skip,
-        string_agg(distinct model_name, ',')        as model_names,
-        string_agg(distinct model_version, ',')     as model_versions
+        string_agg(distinct model_name, ',' order by model_name)        as model_names,
+        string_agg(distinct model_version, ',' order by model_version)  as model_versions
 
     from recommendations
     group by run_date
@@ -177,20 +177,23 @@ final as (
         per_date.n_recommendations,
         concentration.n_distinct_items,
         concentration.catalog_size,
-        concentration.n_distinct_items * 1.0 / nullif(concentration.catalog_size, 0)    as coverage,
-        2.0 * concentration.weighted_rank_sum
+        cast(concentration.n_distinct_items * 1.0 / nullif(concentration.catalog_size, 0) as double precision)
+                                                                                        as coverage,
+        cast(2.0 * concentration.weighted_rank_sum
             / (greatest(concentration.catalog_size, concentration.n_distinct_items) * concentration.n_slots)
             - (greatest(concentration.catalog_size, concentration.n_distinct_items) + 1.0)
-            / greatest(concentration.catalog_size, concentration.n_distinct_items)        as gini,
-        coalesce(concentration.top_slots, 0) * 1.0 / concentration.n_slots               as top_share,
+            / greatest(concentration.catalog_size, concentration.n_distinct_items) as double precision)
+                                                                                        as gini,
+        cast(coalesce(concentration.top_slots, 0) * 1.0 / concentration.n_slots as double precision)
+                                                                                        as top_share,
         case when data_horizon.last_event_date > per_date.run_date
-             then coalesce(later_skips.n_later_skipped, 0) * 1.0 / per_date.n_recommendations
+             then cast(coalesce(later_skips.n_later_skipped, 0) * 1.0 / per_date.n_recommendations as double precision)
         end                                                                             as later_skip_share,
         case when data_horizon.last_event_date > per_date.run_date
              then coalesce(next_day.n_next_day_active_users, 0)
         end                                                                             as next_day_active_users,
         case when data_horizon.last_event_date > per_date.run_date
-             then next_day.n_next_day_hit_users * 1.0 / nullif(next_day.n_next_day_active_users, 0)
+             then cast(next_day.n_next_day_hit_users * 1.0 / nullif(next_day.n_next_day_active_users, 0) as double precision)
         end                                                                             as next_day_hit_rate,
         per_date.mean_score,
         per_date.mean_soft_label,

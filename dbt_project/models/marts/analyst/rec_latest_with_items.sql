@@ -27,8 +27,11 @@ latest_recommendations as (
 catalog as (
 
     select *
-    from {{ ref('stg_item_catalog') }}
-    qualify row_number() over (partition by item_id order by catalog_date desc) = 1
+    from (
+        select *, row_number() over (partition by item_id order by catalog_date desc) as recency
+        from {{ ref('stg_item_catalog') }}
+    ) as ranked
+    where recency = 1
 
 ),
 

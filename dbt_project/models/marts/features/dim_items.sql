@@ -16,9 +16,12 @@ catalog as (
 
     -- latest catalog attributes known as of the run date
     select *
-    from {{ ref('stg_item_catalog') }}
-    where catalog_date <= {{ as_of_date() }}
-    qualify row_number() over (partition by item_id order by catalog_date desc) = 1
+    from (
+        select *, row_number() over (partition by item_id order by catalog_date desc) as recency
+        from {{ ref('stg_item_catalog') }}
+        where catalog_date <= {{ as_of_date() }}
+    ) as ranked
+    where recency = 1
 
 ),
 
@@ -35,11 +38,11 @@ item_activity as (
         {% for w in windows %}
         count(*) filter (where in_{{ w }}_window)                                            as plays_{{ w }},
         count(distinct user_id) filter (where in_{{ w }}_window)                             as users_{{ w }},
-        avg(case when is_skip then 1.0 else 0.0 end) filter (where in_{{ w }}_window)        as skip_rate_{{ w }},
+        cast(avg(case when is_skip then 1.0 else 0.0 end) filter (where in_{{ w }}_window) as double precision)        as skip_rate_{{ w }},
         -- a decimal sum is exact, so re-running a date gives bit-identical means (a double sum depends on thread order)
-        avg(completion::decimal(18, 9)) filter (where in_{{ w }}_window)                     as mean_completion_{{ w }},
+        cast(avg(completion::decimal(18, 9)) filter (where in_{{ w }}_window) as double precision)                     as mean_completion_{{ w }},
         {% endfor %}
-        avg(case when is_abandoned then 1.0 else 0.0 end) filter (where in_long_window)     as abandon_rate_long,
+        cast(avg(case when is_abandoned then 1.0 else 0.0 end) filter (where in_long_window) as double precision)     as abandon_rate_long,
         count(*)                                                                             as plays_total,
         max(event_date)                                                                      as last_played_date
 

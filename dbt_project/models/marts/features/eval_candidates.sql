@@ -35,6 +35,7 @@ easy_negatives as (
     from {{ ref('stg_phns_negatives') }}
     where snapshot_date = {{ as_of_date() }}
       and mix = '{{ var("eval_easy_mix") }}'
+      and draw = 0
 
 ),
 
@@ -69,11 +70,16 @@ candidates as (
 deduplicated as (
 
     select *
-    from candidates
-    qualify row_number() over (
-        partition by run_date, user_id, eval_set, item_id
-        order by source_priority, source_rank
-    ) = 1
+    from (
+        select
+            *,
+            row_number() over (
+                partition by run_date, user_id, eval_set, item_id
+                order by source_priority, source_rank
+            ) as candidate_order
+        from candidates
+    ) as ranked
+    where candidate_order = 1
 
 ),
 
@@ -82,10 +88,10 @@ final as (
     select
         run_date,
         user_id,
-        eval_set,
+        cast(eval_set as varchar)       as eval_set,
         item_id,
         cast(label as integer)          as label,
-        candidate_source,
+        cast(candidate_source as varchar) as candidate_source,
         cast(source_rank as integer)    as source_rank
 
     from deduplicated

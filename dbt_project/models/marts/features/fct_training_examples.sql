@@ -2,10 +2,11 @@
 -- that has a next positive: the model reads the prefix item_ids[0..position]
 -- and must predict target_item_id (the next non-skipped item).
 --
--- next_k_* hold the next K positives with the soft labels of var
--- next_k_soft_labels (1.0 / 0.6 / 0.3). They never cross the leave-last-out
--- split boundary: a train row's next-K stops before the validation target,
--- so valid / test rows carry exactly one target.
+-- next_k_* hold the next K positives (items, positions in the sequence, completion)
+-- with the soft labels of var next_k_soft_labels (1.0 / 0.6 / 0.3). They never cross
+-- the leave-last-out split boundary: a train row's next-K stops before the validation
+-- target, so valid / test rows carry exactly one target. Training reads this mart: it
+-- is the one definition of the sequence models' targets.
 --
 -- PHNS negatives are not repeated per row: join fct_user_negatives on
 -- (run_date, user_id) and pick a mix.
@@ -87,11 +88,14 @@ soft_targets as (
         array_agg(
             case next_positives.k
                 {% for label in soft_labels %}
-                when {{ loop.index }} then cast({{ label }} as double)
+                when {{ loop.index }} then cast({{ label }} as double precision)
                 {% endfor %}
             end
             order by next_positives.k
-        )                                                                       as next_k_soft_labels
+        )                                                                       as next_k_soft_labels,
+        array_agg(coalesce(next_positives.target_completion, 1.0) order by next_positives.k)
+                                                                                as next_k_completions,
+        array_agg(next_positives.target_position order by next_positives.k)    as next_k_positions
 
     from next_positives
     inner join first_target
@@ -111,12 +115,14 @@ final as (
         first_target.position + 1                                           as history_length,
         first_target.input_item_id,
         first_target.input_is_skip,
-        first_target.target_split                                           as split,
+        cast(first_target.target_split as varchar)                          as split,
         first_target.target_item_id,
         first_target.target_position,
         coalesce(first_target.target_completion, 1.0)                       as engagement_weight,
         cast(soft_targets.next_k_item_ids as varchar[])                     as next_k_item_ids,
-        cast(soft_targets.next_k_soft_labels as double[])                   as next_k_soft_labels
+        cast(soft_targets.next_k_soft_labels as double precision[])         as next_k_soft_labels,
+        cast(soft_targets.next_k_completions as double precision[])         as next_k_completions,
+        cast(soft_targets.next_k_positions as integer[])                    as next_k_positions
 
     from first_target
     inner join soft_targets

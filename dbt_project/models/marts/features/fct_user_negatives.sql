@@ -1,6 +1,6 @@
 -- The PHNS negatives of each user as list columns: one row per
--- (run_date, user, mix), ordered by sample_idx. Training joins this to
--- fct_training_examples on (run_date, user_id) for the configured mix.
+-- (run_date, user, mix, draw), ordered by sample_idx: the training negatives of the
+-- night (S-MoE-BST reads its mix; epoch e uses draw (e - 1) mod the number of draws).
 
 with negatives as (
 
@@ -16,16 +16,15 @@ per_user_mix as (
         snapshot_date                                               as run_date,
         user_id,
         mix,
+        draw,
         cast(array_agg(item_id order by sample_idx) as varchar[])   as negative_item_ids,
         cast(array_agg(pool order by sample_idx) as varchar[])      as negative_pools,
         count(*)                                                    as n_negatives,
         count(*) filter (where pool = 'hard')                       as n_hard,
-        count(*) filter (where pool = 'trending')                   as n_trending,
-        count(*) filter (where pool = 'tailing')                    as n_tailing,
         count(*) filter (where pool = 'uniform')                    as n_uniform
 
     from negatives
-    group by snapshot_date, user_id, mix
+    group by snapshot_date, user_id, mix, draw
 
 )
 

@@ -27,14 +27,14 @@ user_activity as (
         {% for w in windows %}
         count(*) filter (where in_{{ w }}_window)                                            as plays_{{ w }},
         count(*) filter (where in_{{ w }}_window and not is_skip)                            as positives_{{ w }},
-        avg(case when is_skip then 1.0 else 0.0 end) filter (where in_{{ w }}_window)        as skip_rate_{{ w }},
+        cast(avg(case when is_skip then 1.0 else 0.0 end) filter (where in_{{ w }}_window) as double precision)        as skip_rate_{{ w }},
         -- a decimal sum is exact, so re-running a date gives bit-identical means (a double sum depends on thread order)
-        avg(completion::decimal(18, 9)) filter (where in_{{ w }}_window)                     as mean_completion_{{ w }},
+        cast(avg(completion::decimal(18, 9)) filter (where in_{{ w }}_window) as double precision)                     as mean_completion_{{ w }},
         count(distinct session_id) filter (where in_{{ w }}_window)                          as sessions_{{ w }},
         count(distinct event_date) filter (where in_{{ w }}_window)                          as active_days_{{ w }},
         {% endfor %}
         count(distinct item_id) filter (where in_long_window)                                as distinct_items_long,
-        avg(case when is_abandoned then 1.0 else 0.0 end) filter (where in_long_window)     as abandon_rate_long,
+        cast(avg(case when is_abandoned then 1.0 else 0.0 end) filter (where in_long_window) as double precision)     as abandon_rate_long,
         count(*)                                                                             as plays_total,
         min(event_date)                                                                      as first_event_date,
         max(event_ts)                                                                        as last_event_ts,

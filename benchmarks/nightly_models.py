@@ -1,0 +1,107 @@
+"""Which models the nightly should train: every challenger on the same night's marts, several seeds.
+
+CLI::
+
+    python -m benchmarks.nightly_models --dataset synthetic_music|ml-100k --seeds 0 1 2 \\
+        [--configs sasrec_nightly sasrec_full ...] [--models session_knn wrmf_neg smoe_bst ...] \\
+        [--home /tmp/encore_nightly_models] [--out bench_results/nightly_models_<dataset>.json]
+
+The data goes through the nightly's own path (``benchmarks.datasets.prepare_night``: lake,
+Spark, dbt marts) as of the dataset's last day, in the scratch state dir ``--home``: the
+default embedded dataset (``synthetic_music``: 1,500 users, 30 days) or MovieLens-100k. Each
+SASRec configuration is a set of ``train_model`` settings; the other models (baselines,
+S-MoE-BST with the default PHNS mix) are fitted as the nightly fits them. Protocol: the nightly's (temporal leave-last-out on positives, full ranking, the
+user's whole history excluded); numbers are the test split at the best validation epoch, mean ±
+sample std over seeds. Prints a markdown table and writes the JSON report.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+from benchmarks.experiments import mean_std
+from training.registry import MODEL_NAMES, SEQUENCE_MODELS
+
+# the nightly's SASRec as configured before this benchmark, and the levers tried against it
+NIGHTLY = dict(loss="sampled_softmax", prediction_layer=True, contrastive="item", epochs=3, patience=3)
+CONFIGS: dict[str, dict] = {
+    "sasrec_nightly": NIGHTLY,
+    "sasrec_full_softmax": dict(NIGHTLY, loss="full_softmax", epochs=20),
+    "sasrec_full_softmax_no_pl": dict(NIGHTLY, loss="full_softmax", prediction_layer=False, epochs=20),
+    "sasrec_full_next_item": dict(NIGHTLY, loss="full_softmax", prediction_layer=False, train_target="next_item",
+                                  epochs=20),
+    "sasrec_full_no_cl": dict(NIGHTLY, loss="full_softmax", prediction_layer=False, contrastive="none", epochs=20),
+    "sasrec_full_small": dict(NIGHTLY, loss="full_softmax", prediction_layer=False, hidden=64, heads=2, epochs=20),
+}
+# registry models fitted with the nightly's own settings (the config's training section)
+MODELS = ("most_pop", "item_knn", "session_knn", "wrmf", "wrmf_neg", "smoe_bst")
+def model_of(name: str) -> str:
+    return "sasrec" if name in CONFIGS else name
+
+
+COLUMNS = ("ndcg@10", "hr@10", "mrr@10", "skip_mrr")
+
+
+def run(args) -> dict:
+    from benchmarks.datasets import experiment_config, prepared
+    from training.data import SequenceData
+    from training.train import train_model
+
+    cfg = experiment_config(Path(args.home) / args.dataset, training={"user_features": False})
+    started = time.perf_counter()
+    run_date = prepared(cfg, args.dataset)
+    data = SequenceData.load(cfg, run_date)
+    print(f"{args.dataset} as of {run_date}: {data.n_users} users, {data.n_items} items "
+          f"({time.perf_counter() - started:.0f} s to prepare)", flush=True)
+    runs: dict[str, list[dict]] = {}
+    for seed in args.seeds:
+        for name in [*args.configs, *args.models]:
+            settings = CONFIGS.get(name, {}) | ({"progress": False} if model_of(name) in SEQUENCE_MODELS else {})
+            model = model_of(name)
+            began = time.perf_counter()
+            out = train_model(cfg, run_date, model, data=data, dataset=args.dataset, register=False, resume=False,
+                              seed=seed, **settings)
+            row = {"seed": seed, "seconds": round(time.perf_counter() - began, 1), "best_epoch": out["best_epoch"],
+                   "valid": out["valid"], "test": out["test"]}
+            runs.setdefault(name, []).append(row)
+            print(f"{name:28s} seed {seed}: test ndcg@10 {out['test']['ndcg@10']:.4f} "
+                  f"(valid {out['valid']['ndcg@10']:.4f}, best epoch {out['best_epoch']}, {row['seconds']:.0f} s)",
+                  flush=True)
+    summary = {name: {c: mean_std([r["test"].get(c, float("nan")) for r in rows]) for c in COLUMNS}
+               | {"seconds": mean_std([r["seconds"] for r in rows])} for name, rows in runs.items()}
+    return {"dataset": args.dataset, "run_date": run_date.isoformat(), "users": data.n_users, "items": data.n_items,
+            "seeds": args.seeds, "configs": {n: CONFIGS[n] for n in args.configs}, "runs": runs, "summary": summary}
+
+
+def markdown(report: dict) -> str:
+    lines = [f"| model ({len(report['seeds'])} seeds) | " + " | ".join(COLUMNS) + " | seconds |",
+             "|---|" + "---:|" * (len(COLUMNS) + 1)]
+    for name, cells in report["summary"].items():
+        values = [f"{cells[c]['mean']:.4f} ± {cells[c]['std']:.4f}" for c in COLUMNS]
+        lines.append(f"| {name} | " + " | ".join(values) + f" | {cells['seconds']['mean']:.0f} |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.nightly_models", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--dataset", default="synthetic_music", choices=["synthetic_music", "ml-100k"])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--configs", nargs="*", default=list(CONFIGS), choices=list(CONFIGS))
+    parser.add_argument("--models", nargs="*", default=list(MODELS), choices=sorted(MODEL_NAMES))
+    parser.add_argument("--home", default="/tmp/encore_nightly_models")
+    parser.add_argument("--out")
+    args = parser.parse_args(argv)
+    report = run(args)
+    out = Path(args.out or f"bench_results/nightly_models_{args.dataset}.json")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=2, default=str))
+    print(markdown(report))
+    print(f"wrote {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

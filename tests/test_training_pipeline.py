@@ -7,6 +7,7 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
+from encore.core import lake
 from encore.core.config import ConfigError
 from encore.core.contracts import MODEL_RUN, arrow_schema
 from training.data import SequenceData
@@ -110,6 +111,7 @@ def test_train_model_tracks_registers_and_serves(cfg, toy):
     assert rows.schema.equals(arrow_schema(MODEL_RUN))
     assert set(rows.column("split").to_pylist()) == {"valid", "test"}
     assert out["model_runs_path"].endswith(f"dt=2026-10-30/{out['run_id']}.parquet")
+    assert lake.partition_dates(cfg, "model_runs") == ["2026-10-30"]  # complete: the lake's readers see it
 
     bundle = load_model_for_inference(cfg, f"models:/{cfg.promotion.registered_model}/1", device="cpu")
     assert bundle.meta["model_version"] == "1" and bundle.vocab.item_ids == toy.vocab.item_ids

@@ -27,6 +27,7 @@ import torch
 from mlflow import MlflowClient
 from mlflow.models import infer_signature
 
+from encore.core import lake
 from encore.core.config import EncoreConfig
 from encore.core.contracts import MODEL_RUN, arrow_schema
 from training.inference import BUNDLE_FILE, load_bundle, recommend_top_k, save_bundle
@@ -181,16 +182,21 @@ def write_model_runs(cfg: EncoreConfig, run_date: str | dt.date, table: pa.Table
         raise ValueError(f"expected rows of exactly one run, got {sorted(run_ids)}")
     partition = cfg.lake_path("model_runs", run_date)
     path = f"{partition}/{run_ids.pop()}.parquet"
+    # one file per run, appended to the date's partition: each file lands whole (written
+    # aside, renamed), then the partition carries the lake's completeness marker
     if "://" in partition:
         from pyarrow import fs
 
         filesystem, inner = fs.FileSystem.from_uri(path)
         pq.write_table(table, inner, filesystem=filesystem)
+        with filesystem.open_output_stream(f"{inner.rsplit('/', 1)[0]}/{lake.SUCCESS}"):
+            pass
     else:
         Path(partition).mkdir(parents=True, exist_ok=True)
         tmp = f"{path}.tmp"
         pq.write_table(table, tmp)
         Path(tmp).replace(path)
+        Path(partition, lake.SUCCESS).touch()
     return path
 
 

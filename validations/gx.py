@@ -12,6 +12,7 @@ os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
 import great_expectations as gx  # noqa: E402
 
 log = logging.getLogger(__name__)
+CHECK = "encore_check"  # meta key: the check's index in the caller's list
 
 
 @dataclass
@@ -46,11 +47,18 @@ def run_suite(
     asset = source.add_dataframe_asset(f"{suite_name}_{len(source.assets)}")
     batch = asset.add_batch_definition_whole_dataframe("whole").get_batch(batch_parameters={"dataframe": frame})
     suite = gx.ExpectationSuite(name=suite_name)
-    for _, expectation in expectations:
-        suite.add_expectation(expectation)
+    for index, (_, expectation) in enumerate(expectations):
+        suite.add_expectation(expectation.copy(update={"meta": {CHECK: index}}))
     result = batch.validate(suite, result_format={"result_format": "COMPLETE"})
+    # GX does not keep the suite's order in its results (failed ones may come first): pair each
+    # result with its check by the index in its meta, never by position
+    by_index = {res.expectation_config.meta[CHECK]: res for res in result.results}
     outcomes = []
-    for (reason, _), res in zip(expectations, result.results, strict=True):
+    for index, (reason, _) in enumerate(expectations):
+        res = by_index[index]
+        if (res.exception_info or {}).get("raised_exception"):
+            raise RuntimeError(f"{suite_name}: expectation {reason!r} could not run: "
+                               f"{res.exception_info.get('exception_message')}")
         rows = res.result.get("unexpected_index_list") or []
         outcomes.append(
             ExpectationOutcome(

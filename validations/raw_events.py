@@ -17,7 +17,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute  # noqa: F401  (pa.compute)
 
-from encore.core.config import EncoreConfig
+from encore.core.config import ConfigError, EncoreConfig
 from encore.core.contracts import CLEAN_EVENT, QUARANTINE, arrow_schema, nullable
 from validations.gx import run_suite
 
@@ -40,6 +40,9 @@ def _expectations(cfg: EncoreConfig, run_date: dt.date) -> list[tuple[str, objec
     labels = cfg.labels
     min_ts = dt.datetime.fromisoformat(labels.min_ts).replace(tzinfo=dt.timezone.utc)
     max_ts = dt.datetime.combine(run_date + dt.timedelta(days=labels.max_future_days + 1), dt.time(), dt.timezone.utc)
+    if min_ts >= max_ts:
+        raise ConfigError(f"labels.min_ts ({labels.min_ts}) is after the night {run_date}: every event would be "
+                          "out of range; set labels.min_ts before the data's first day")
     E = gx.expectations
     return [
         ("parse error", E.ExpectColumnValuesToBeNull(column="parse_error")),
@@ -96,6 +99,8 @@ def validate_raw_events(
     for outcome in outcomes:
         if outcome.name == "duplicate event":
             continue  # GE flags every copy; the first copy is kept below
+        if not outcome.success and not outcome.failing_rows:
+            raise RuntimeError(f"raw event check {outcome.name!r} failed without naming the failing rows")
         for row in outcome.failing_rows:
             reason = str(parse_errors.iloc[row]) if outcome.name == "parse error" else outcome.name
             reasons[row].append(reason)

@@ -99,7 +99,9 @@ class LabelConfig:
     skip_completion_below: float = 0.25  # when skip_level is absent
     abandon_completion_at_most: float = 0.05  # video: abandoned = user-specific hard negative
     negative_rating_at_most: float = 2.0  # MovieLens-style ratings
-    min_ts: str = "2000-01-01"
+    # events before this are quarantined (epoch-0 and other garbage timestamps); early enough
+    # for the public logs (MovieLens-100k starts 1997-09, MovieLens-25M 1995-01)
+    min_ts: str = "1990-01-01"
     max_future_days: int = 1  # events later than run date + this are quarantined
 
 

@@ -218,7 +218,7 @@ class Harness:
         return self.finish(proc)
 
     def start(self, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen:
-        """A Python command in its own process group (so the whole night can be killed), output to a log."""
+        """A Python command in its own session (so the whole night can be killed), output to a log."""
         logs = self.root / "logs"
         logs.mkdir(exist_ok=True)
         log_path = logs / f"{time.strftime('%H%M%S')}-{os.getpid()}-{len(list(logs.iterdir()))}.log"
@@ -234,7 +234,7 @@ class Harness:
         try:
             code = proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
-            kill_group(proc)
+            kill_session(proc)
             raise CaseError(f"command did not end within {timeout} s; log {proc.log_path}") from None
         text = Path(proc.log_path).read_text(errors="replace")
         return Outcome(code == 0, final_message(text) if code else "succeeded", text)
@@ -258,7 +258,7 @@ class Harness:
             if proc.poll() is not None:
                 raise CaseError(f"the night ended (exit {proc.returncode}) before {what}; log {proc.log_path}")
             if time.monotonic() > deadline:
-                kill_group(proc)
+                kill_session(proc)
                 raise CaseError(f"timed out waiting for {what}; log {proc.log_path}")
             time.sleep(0.1)
 
@@ -422,23 +422,33 @@ def unreconciled_rows(cfg: EncoreConfig, day: str) -> int:
     return summary["raw_rows"] - clean - quarantined
 
 
-def kill_group(proc: subprocess.Popen) -> None:
-    """``kill -9`` of the process group (the CLI, Airflow, the task, Spark's JVM, dbt) and wait for all of it."""
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
+def kill_session(proc: subprocess.Popen) -> None:
+    """``kill -9`` of the whole night (the CLI, Airflow, every task, Spark's JVM, dbt) and wait for all of it.
+
+    The night was started in its own session; Airflow's task supervisor moves each task process
+    into a process group of its own (``setpgid``) but not out of the session, so killing the
+    night's process group alone would leave the running task behind (still training, or
+    holding the warehouse's write lock inside a publish). What is killed is every process of
+    the session, as ``pkill -9 -s <sid>`` would."""
     deadline = time.monotonic() + 30
-    while group_members(proc.pid) and time.monotonic() < deadline:
+    while True:
+        for pid in session_members(proc.pid):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        if proc.poll() is None:
+            proc.wait()
+        if not session_members(proc.pid) or time.monotonic() > deadline:
+            return
         time.sleep(0.1)
 
 
-def group_members(pgid: int) -> list[int]:
-    """Live (non-zombie) processes of a process group."""
+def session_members(sid: int) -> list[int]:
+    """Live (non-zombie) processes of a session."""
     members = []
     for stat in Path("/proc").glob("[0-9]*/stat"):
         with contextlib.suppress(OSError, IndexError, ValueError):
             fields = stat.read_text().rsplit(")", 1)[1].split()
-            if int(fields[2]) == pgid and fields[0] != "Z":
+            if int(fields[3]) == sid and fields[0] != "Z":
                 members.append(int(stat.parent.name))
     return members
 
@@ -591,7 +601,7 @@ BAD_ROWS = {
     "null item_id": {"item_id": None},
     "empty item_id": {"item_id": ""},
     "null ts": {"ts": None},
-    "ts out of range": {"ts": "1999-01-01T00:00:00+00:00"},
+    "ts out of range": {"ts": "1970-01-01T00:00:00+00:00"},  # epoch 0, before labels.min_ts
     "completion not in [0,1]": {"completion": "1.5"},
     "skip_level not in 0..3": {"skip_level": "7"},
     "negative duration_ms": {"duration_ms": "-5"},
@@ -701,7 +711,7 @@ def lock_held(h: Harness) -> Trial:
         h.wait_for(holder, lambda: "holding" in Path(holder.log_path).read_text(), "the lock holder")
         outcome = h.encore("run", "--dates", D2)
     finally:
-        kill_group(holder)
+        kill_session(holder)
     return Trial(outcome, cause=("another nightly run holds", f"pid {holder.pid}", f"dates {D2}"), untouched=True)
 
 
@@ -745,7 +755,7 @@ def analysts_saw(h: Harness, procs: list[subprocess.Popen], stop: Path, expected
         try:
             proc.wait(timeout=60)
         except subprocess.TimeoutExpired:
-            kill_group(proc)
+            kill_session(proc)
         reads = [json.loads(line) for line in Path(proc.log_path).read_text().splitlines() if line.startswith("{")]
         errors = [r["error"] for r in reads if "error" in r]
         incomplete = {day: n for r in reads if "error" not in r for day, n in r.items() if expected.get(day) != n}
@@ -793,7 +803,7 @@ def kill_inside_publish(h: Harness) -> Trial:
     signal_file.unlink(missing_ok=True)
     publisher = h.start("-c", script, env={faults.PAUSE_ENV: "publish_after_delete", faults.SIGNAL_ENV: str(signal_file)})
     h.wait_for(publisher, signal_file.exists, "the publish's DELETE", timeout=120)
-    kill_group(publisher)
+    kill_session(publisher)
 
     def publish_again() -> None:
         if not h.finish(h.start("-c", script)).succeeded:
@@ -839,10 +849,10 @@ def tmpfs_lake(h: Harness, lake_dir: Path):
 
 
 def kill_when(h: Harness, ready: Callable[[], bool], what: str, env: dict[str, str] | None = None) -> Trial:
-    """Start night D2, ``kill -9`` its process group once ``ready()``; nothing may be lost."""
+    """Start night D2, ``kill -9`` its whole session once ``ready()``; nothing may be lost."""
     night = h.start("-m", "encore", "run", "--dates", D2, env=env)
     h.wait_for(night, ready, what)
-    kill_group(night)
+    kill_session(night)
     return Trial(Outcome(False, f"killed during {what}"), killed=True)
 
 

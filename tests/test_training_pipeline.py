@@ -60,6 +60,24 @@ def test_resume_gives_same_next_epoch_loss(tmp_path, toy, model_name, contrastiv
     assert resumed.history[2]["loss"] != pytest.approx(uninterrupted.history[1]["loss"], rel=1e-5)
 
 
+def test_checkpoint_of_other_settings_is_not_resumed(tmp_path, toy):
+    """A night that failed with lr = 1e6 leaves its epoch-1 checkpoint; the re-run with the
+    configured lr must start over, not continue from those weights (found by make chaos)."""
+    def run(lr: float, epochs: int):
+        seed_everything(11)
+        model = build_model("sasrec", toy.n_items, **SMALL)
+        return Trainer(model, toy, settings(epochs=epochs, lr=lr), checkpoint_dir=tmp_path).fit(resume=True)
+
+    run(lr=1.0, epochs=1)
+    fresh = run(lr=1e-3, epochs=2)
+    assert [row["epoch"] for row in fresh.history] == [1, 2]  # started over
+    seed_everything(11)
+    alone = Trainer(build_model("sasrec", toy.n_items, **SMALL), toy, settings(epochs=2, lr=1e-3)).fit()
+    assert fresh.history[0]["loss"] == pytest.approx(alone.history[0]["loss"], rel=1e-6)
+    longer = run(lr=1e-3, epochs=3)  # same settings, more epochs: resumes
+    assert longer.history[:2] == fresh.history
+
+
 def test_early_stopping_and_bad_settings(toy):
     with pytest.raises(ConfigError, match="contrastive"):
         settings(contrastive="both").validate()

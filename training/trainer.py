@@ -19,6 +19,7 @@ model is not wrapped in ``DistributedDataParallel``: the losses call the models'
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
 import random
 import time
@@ -35,6 +36,8 @@ from training import distributed
 from training.data import TRAIN_TARGETS, SequenceData
 from training.evaluation import EXCLUDE_MODES, autocast_context, evaluate_model
 from training.losses import LossSettings, NegativeSampler, sequence_model_loss
+
+log = logging.getLogger(__name__)
 
 VALID_METRIC = "ndcg@10"
 
@@ -248,7 +251,7 @@ class Trainer:
 
     def fit(self, resume: bool = True) -> TrainResult:
         state = {"epoch": 0, "best": -1.0, "best_epoch": 0, "bad_epochs": 0, "history": [], "stopped_early": False}
-        if resume and self._last_path and self._last_path.exists():
+        if resume and self._last_path and distributed.broadcast(self._resumable(self._last_path)):
             state = self.load_checkpoint(self._last_path)
         else:
             seed_everything(self.settings.seed + distributed.rank())  # dropout differs between ranks
@@ -296,6 +299,29 @@ class Trainer:
     def _last_path(self) -> Path | None:
         return self.checkpoint_dir / "last.pt" if self.checkpoint_dir else None
 
+    # settings a run may change and still continue from a checkpoint (how long, where, how shown)
+    RESUMABLE_CHANGES = frozenset({"epochs", "patience", "device", "progress", "eval_batch_size"})
+
+    def fingerprint(self) -> str:
+        """What the checkpoint's weights depend on: the training settings (but those in
+        ``RESUMABLE_CHANGES``) and the model's configuration."""
+        settings = {k: v for k, v in dataclasses.asdict(self.settings).items() if k not in self.RESUMABLE_CHANGES}
+        return repr((sorted(settings.items()), type(self.model).__name__, repr(getattr(self.model, "config", None))))
+
+    def _resumable(self, path: Path) -> bool:
+        """Whether a checkpoint at ``path`` was written by a run with this run's settings (rank
+        0 decides; the caller broadcasts it). One that was not (e.g. the night failed with
+        another learning rate) is removed, with ``best.pt``, and the run starts over instead of
+        resuming someone else's weights."""
+        if not distributed.is_main() or not path.exists():
+            return path.exists()
+        if torch.load(path, map_location="cpu", weights_only=False).get("fingerprint") == self.fingerprint():
+            return True
+        log.warning("checkpoint %s was written with other training settings or model; starting over", path)
+        path.unlink()
+        (path.parent / "best.pt").unlink(missing_ok=True)
+        return False
+
     def save_checkpoint(self, path: Path, state: dict, rng_by_rank: list[dict] | None = None) -> None:
         """Weights, optimizer, RNG state and loop state; ``rng_by_rank``: every rank's RNG state
         (several processes), so each resumes its own."""
@@ -305,6 +331,7 @@ class Trainer:
             "optimizer": self.optimizer.state_dict(),
             "rng": _rng_state(),
             "n_items": self.n_items,
+            "fingerprint": self.fingerprint(),
             "state": state,
         }
         if rng_by_rank is not None:  # this rank's (0) as of now, the others' as gathered at the end of the epoch

@@ -10,6 +10,7 @@ from __future__ import annotations
 import duckdb
 import pytest
 
+from benchmarks.chaos import SMALL  # the small night the fault matrix runs too
 from encore.core import lake
 from encore.nightly.runner import bootstrap_history, generate, run_dates
 from encore.core.config import load_config
@@ -17,20 +18,6 @@ from encore.core.config import load_config
 pytestmark = pytest.mark.slow
 
 DATES = ["2026-10-05", "2026-10-06", "2026-10-07"]
-SMALL = {
-    "ENCORE__DATA__N_USERS": "60",
-    "ENCORE__DATA__N_ITEMS": "120",
-    "ENCORE__DATA__N_DAYS": "7",
-    "ENCORE__DATA__SESSIONS_PER_USER_DAY": "0.8",
-    "ENCORE__TRAINING__EPOCHS": "2",
-    "ENCORE__TRAINING__HIDDEN": "32",
-    "ENCORE__TRAINING__HEADS": "2",
-    "ENCORE__TRAINING__N_SAMPLED": "50",
-    "ENCORE__INFERENCE__K": "5",
-    "ENCORE__PHNS__N_NEGATIVES": "10",
-    # tiny 2-epoch models may stay below the sanity floor; the popularity baseline always clears it
-    "ENCORE__TRAINING__MODELS": "sasrec,smoe_bst,most_pop",
-}
 COLUMNS = "run_date, user_id, rank, item_id, score, soft_label, p_skip, predicted_completion, model_name, model_version"
 
 

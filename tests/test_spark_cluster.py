@@ -11,11 +11,7 @@ order-independent checksum (sum of a 64-bit hash per row).
 
 from __future__ import annotations
 
-import json
-import os
 import socket
-import subprocess
-import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -26,7 +22,7 @@ from encore.core.config import load_config
 from fixtures.spark.clean_events import write_clean_events
 from spark_jobs import cluster
 from spark_jobs.connect_server import free_port, start_server, stop_server
-from test_spark_jobs import D, EVENTS, FIXTURE_SETTINGS
+from test_spark_jobs import D, EVENTS, FIXTURE_SETTINGS, spark_jobs_as_connect_client
 
 pytestmark = pytest.mark.spark
 
@@ -129,12 +125,7 @@ def test_spark_connect_server_on_the_cluster_writes_the_same_partitions(running,
     server = start_server(server_cfg, port, tmp_path / "connect-server.log")
     try:
         client_cfg = lake_with_events(tmp_path, mode="connect", remote=f"sc://localhost:{port}", shuffle_partitions=4)
-        # its own process: a Connect session switches pyspark to Connect mode process-wide
-        client = ("import json; from encore.core.config import load_config; from encore.nightly.stages import spark_jobs; "
-                  f"print(json.dumps(spark_jobs(load_config(), '{D}'), default=str))")
-        done = subprocess.run([sys.executable, "-c", client], env={**os.environ, **client_cfg.env()},
-                              stdout=subprocess.PIPE, text=True, check=True)
-        result = json.loads(done.stdout.strip().splitlines()[-1])
+        result = spark_jobs_as_connect_client(client_cfg, D)
     finally:
         stop_server(server)
     assert "Granted executor ID" in (tmp_path / "connect-server.log").read_text()  # executors on the cluster

@@ -408,6 +408,16 @@ def test_spark_submit_writes_what_the_in_process_run_writes(stats, cfg, tmp_path
         "2026-10-03", D_PREV, D]
 
 
+def spark_jobs_as_connect_client(cfg, day: str) -> dict:
+    """The nightly's Spark task for ``day`` in a process of its own (a Connect session switches
+    pyspark to Connect mode process-wide), with ``cfg`` in its environment; its stats."""
+    client = ("import json; from encore.core.config import load_config; from encore.nightly.stages import spark_jobs; "
+              f"print(json.dumps(spark_jobs(load_config(), '{day}'), default=str))")
+    done = subprocess.run([sys.executable, "-c", client], env={**os.environ, **cfg.env()},
+                          stdout=subprocess.PIPE, text=True, check=True)
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
 def test_spark_connect_writes_what_the_in_process_run_writes(stats, cfg, tmp_path):
     """spark.mode = connect: the nightly task is a client of a standing Spark Connect server."""
     from spark_jobs.connect_server import free_port, start_server, stop_server
@@ -422,12 +432,7 @@ def test_spark_connect_writes_what_the_in_process_run_writes(stats, cfg, tmp_pat
             spark={"mode": "connect", "remote": f"sc://localhost:{port}", "shuffle_partitions": 2},
         )
         write_clean_events(connected, EVENTS)
-        # its own process: a Connect session switches pyspark to Connect mode process-wide
-        client = ("import json; from encore.core.config import load_config; from encore.nightly.stages import spark_jobs; "
-                  f"print(json.dumps(spark_jobs(load_config(), '{D}'), default=str))")
-        done = subprocess.run([sys.executable, "-c", client], env={**os.environ, **connected.env()},
-                              stdout=subprocess.PIPE, text=True, check=True)
-        result = json.loads(done.stdout.strip().splitlines()[-1])
+        result = spark_jobs_as_connect_client(connected, D)
     finally:
         stop_server(server)
     for job in ("sessionize", "sequences", "phns_pools"):

@@ -63,6 +63,12 @@ DEFAULT_HPARAMS = dict(
 )
 
 
+# the seeds' architecture, whatever the nightly's defaults: seed 000's prediction layer, and
+# SASRec reads item ids only (no skip-flag embedding)
+SEED_ARCHITECTURE = {"sasrec": dict(prediction_layer=True, feedback_embedding=False),
+                     "bert4rec": dict(prediction_layer=True)}
+
+
 # ---- data ---------------------------------------------------------------------------
 
 
@@ -134,7 +140,7 @@ def run_grid(
             started = time.perf_counter()
             result = train_fn(
                 cfg, run_date, model_name, data=data, dataset=dataset, register=False, resume=False,
-                contrastive=contrastive, seed=seed, **overrides,
+                contrastive=contrastive, seed=seed, **{**SEED_ARCHITECTURE.get(model_name, {}), **overrides},
             )
             seconds = time.perf_counter() - started
             row = {

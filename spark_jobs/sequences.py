@@ -1,7 +1,7 @@
 """Per-user training sequences as of the run date (issue #4, step 2).
 
 One row per user: chronological item / skip / engagement / time arrays of the most
-recent ``sessions.sequence_events`` events (default ``training.max_seq_len + 1``: a
+recent ``sessions.sequence_events`` events (at least ``training.max_seq_len + 1``: a
 full-length window before the last event), with temporal leave-last-out targets: ``test_idx`` = last positive
 (non-skipped) event, ``valid_idx`` = the positive before it, and the distinct items of
 the user's older events (``earlier_item_ids``), so evaluation can exclude the user's
@@ -30,7 +30,7 @@ MIN_POSITIVES = 3  # train on >= 1, validate on 1, test on 1
 
 
 def sequence_length(cfg: EncoreConfig) -> int:
-    return cfg.sessions.sequence_events or cfg.training.max_seq_len + 1
+    return max(cfg.sessions.sequence_events, cfg.training.max_seq_len + 1)
 
 
 def build_user_sequences(sessionized: DataFrame, cfg: EncoreConfig) -> DataFrame:

@@ -89,6 +89,7 @@ def spark():
 
 FIXTURE_SETTINGS = {
     "training": {"max_seq_len": 4},
+    "sessions": {"sequence_events": 2},  # below one window: at least max_seq_len + 1 = 5 are kept
     "phns": {"n_negatives": 4, "pool_size": 3, "trending_window_days": 2, "tailing_min_support": 2},
 }
 
@@ -168,7 +169,7 @@ def test_sequences_leave_last_out_and_exclusions(stats, cfg):
     assert u_gap["is_skip"] == [False, True, False, True, False]
     assert u_gap["completion"] == [1.0, 0.1, 0.9, 0.02, 0.8]
     assert (u_gap["valid_idx"], u_gap["test_idx"], u_gap["n_events"]) == (2, 4, 5)
-    assert u_tie["item_ids"] == ["R", "A", "Y", "X", "Z"]  # truncated to max_seq_len + 1
+    assert u_tie["item_ids"] == ["R", "A", "Y", "X", "Z"]  # truncated to max_seq_len + 1 (> sequence_events)
     assert (u_tie["valid_idx"], u_tie["test_idx"], u_tie["n_events"]) == (3, 4, 6)
     assert u_tie["earlier_item_ids"] == ["Q"] and u_gap["earlier_item_ids"] == []  # the older events' items
     assert (u_mid["item_ids"], u_mid["valid_idx"], u_mid["test_idx"]) == (["A", "G", "C"], 1, 2)

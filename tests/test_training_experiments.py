@@ -83,3 +83,18 @@ def test_finished_seeds_are_reused_only_with_identical_settings(tmp_path):
     assert list(reused) == [0] and [r["variant"] for r in reused[0]] == ["sasrec", "bert4rec"]
     assert reusable_runs(out, {**hp, "epochs": 6}, info, ["sasrec", "bert4rec"]) == {}
     assert reusable_runs(tmp_path / "missing.json", hp, info, ["sasrec"]) == {}
+
+
+def test_nightly_models_configurations_are_settings_train_model_accepts():
+    """Each SASRec configuration of ``benchmarks.nightly_models`` is one lever away from the
+    nightly's defaults and passes the checks ``train_model`` runs before reading any data."""
+    from benchmarks.nightly_models import CONFIGS, SEED_DEFAULTS
+    from encore.core.config import load_config
+    from training.specs import model_spec
+
+    cfg = load_config(environ={})
+    assert CONFIGS["sasrec"] == {}  # the nightly's own settings
+    assert CONFIGS["sasrec_seed_defaults"] == SEED_DEFAULTS
+    assert all(getattr(cfg.training, key) != value for key, value in SEED_DEFAULTS.items())  # the defaults moved
+    for name, settings in CONFIGS.items():
+        model_spec("sasrec").check(cfg, settings)

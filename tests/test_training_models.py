@@ -197,6 +197,26 @@ def test_sasrec_without_prediction_layer_scores_the_last_hidden_state():
     assert not any(isinstance(m, torch.nn.Linear) for m in model.prediction.modules())
 
 
+def test_sasrec_feedback_embedding_reads_each_events_skip_flag():
+    from training.evaluation import score_batch
+
+    data = toy_data(n_users=6, n_items=20, skip_rate=0.4, seed=3)
+    batch = data.split("valid", 8)
+    assert batch.is_skip.any()
+    model = tiny(SASRec, SASRecConfig, feedback_embedding=True)
+    flipped = batch.take(slice(None))
+    flipped.is_skip = ~batch.is_skip & (batch.seq != 0)
+    with torch.no_grad():
+        scores = score_batch(model, batch)  # the evaluator passes the batch as context
+        assert torch.equal(scores, model.score_all(batch.seq, context=batch))
+        assert not torch.allclose(scores, model.score_all(flipped.seq, context=flipped), atol=1e-4)
+        with pytest.raises(ValueError, match="skip flag"):
+            model.score_all(batch.seq)
+        plain = tiny(SASRec, SASRecConfig)  # without the option the flags are not read
+        assert not plain.reads_context
+        assert torch.equal(plain.score_all(batch.seq), score_batch(plain, flipped))
+
+
 def test_bert4rec_is_bidirectional_and_appends_mask():
     model = tiny(BERT4Rec, BERT4RecConfig)
     seqs = torch.tensor([[0, 0, 3, 4, 5, 6, 7, 8]])

@@ -43,17 +43,33 @@ def test_sasrec_overfits_a_deterministic_toy_dataset():
     assert result.best_valid["hr@1"] == 1.0
 
 
-@pytest.mark.parametrize("model_name,contrastive", [("sasrec", "item"), ("bert4rec", "encoder")])
-def test_resume_gives_same_next_epoch_loss(tmp_path, toy, model_name, contrastive):
-    def run(epochs: int, directory):
+@pytest.mark.parametrize("model_name,contrastive,extra", [
+    ("sasrec", "item", {}),
+    ("bert4rec", "encoder", {}),
+    ("sasrec", "item", {"feedback_embedding": True, "lr_schedule": "cosine"}),
+])
+def test_resume_gives_same_next_epoch_loss(tmp_path, toy, model_name, contrastive, extra):
+    model_settings = {k: v for k, v in extra.items() if k == "feedback_embedding"}
+    train_settings = {k: v for k, v in extra.items() if k != "feedback_embedding"}
+
+    class Crash(Exception):
+        pass
+
+    def crash_after_epoch_2(epoch, row):
+        if epoch == 2:
+            raise Crash  # after epoch 2's checkpoint was written
+
+    def run(directory, on_epoch_end=None):
         seed_everything(11)
-        model = build_model(model_name, toy.n_items, **SMALL)
-        trainer = Trainer(model, toy, settings(epochs=epochs, contrastive=contrastive), checkpoint_dir=directory)
+        model = build_model(model_name, toy.n_items, **SMALL, **model_settings)
+        trainer = Trainer(model, toy, settings(epochs=3, contrastive=contrastive, **train_settings),
+                          checkpoint_dir=directory, on_epoch_end=on_epoch_end)
         return trainer.fit(resume=True)
 
-    uninterrupted = run(3, tmp_path / "a")
-    run(2, tmp_path / "b")  # "crashes" after epoch 2: only its checkpoint survives
-    resumed = run(3, tmp_path / "b")
+    uninterrupted = run(tmp_path / "a")
+    with pytest.raises(Crash):
+        run(tmp_path / "b", crash_after_epoch_2)
+    resumed = run(tmp_path / "b")
     assert [row["epoch"] for row in resumed.history] == [1, 2, 3]
     assert resumed.history[2]["loss"] == pytest.approx(uninterrupted.history[2]["loss"], rel=1e-5)
     assert resumed.history[2]["valid_ndcg@10"] == pytest.approx(uninterrupted.history[2]["valid_ndcg@10"], rel=1e-5)
@@ -76,6 +92,26 @@ def test_checkpoint_of_other_settings_is_not_resumed(tmp_path, toy):
     assert fresh.history[0]["loss"] == pytest.approx(alone.history[0]["loss"], rel=1e-6)
     longer = run(lr=1e-3, epochs=3)  # same settings, more epochs: resumes
     assert longer.history[:2] == fresh.history
+
+
+def test_cosine_schedule_warms_up_then_decays_to_zero(toy):
+    from training.trainer import scheduled_lr
+
+    cosine = settings(lr=1.0, lr_schedule="cosine", warmup_share=0.1)
+    # 100 steps: 10 of linear warm-up, then 0.5 (1 + cos(pi (step - 10) / 90))
+    assert [scheduled_lr(cosine, step, 100) for step in (0, 4, 9, 10)] == pytest.approx([0.1, 0.5, 1.0, 1.0])
+    assert scheduled_lr(cosine, 55, 100) == pytest.approx(0.5)
+    assert scheduled_lr(cosine, 100, 100) == pytest.approx(0.0)
+    assert scheduled_lr(settings(lr=0.3), 55, 100) == 0.3  # constant
+    with pytest.raises(ConfigError, match="lr_schedule"):
+        settings(lr_schedule="step").validate()
+    seed_everything(0)
+    trainer = Trainer(build_model("sasrec", toy.n_items, **SMALL), toy, settings(epochs=2, lr=1e-2, lr_schedule="cosine"))
+    trainer.fit()
+    steps = -(-len(trainer.train_split) // trainer.settings.batch_size)
+    last = trainer.optimizer.param_groups[0]["lr"]  # the lr of the last step of epoch 2
+    assert last == pytest.approx(scheduled_lr(trainer.settings, 2 * steps - 1, 2 * steps))
+    assert 0 < last < 1e-2 * 0.05
 
 
 def test_early_stopping_and_bad_settings(toy):
@@ -137,6 +173,14 @@ def test_train_model_tracks_registers_and_serves(cfg, toy):
     pyfunc = mlflow.pyfunc.load_model(f"models:/{cfg.promotion.registered_model}/1")
     predicted = pyfunc.predict(pd.DataFrame({"item_ids": [["i001", "i002"]]}), params={"k": 4})
     assert len(predicted["item_ids"][0]) == 4 and not {"i001", "i002"} & set(predicted["item_ids"][0])
+    # the default SASRec reads the skip flags: they change its scores; absent = nothing skipped
+    history = ["i001", "i002", "i003"]
+    plain = pyfunc.predict(pd.DataFrame({"item_ids": [history]}), params={"k": 4})
+    unskipped = pyfunc.predict(pd.DataFrame({"item_ids": [history], "is_skip": [[False] * 3]}), params={"k": 4})
+    skipped = pyfunc.predict(pd.DataFrame({"item_ids": [history], "is_skip": [[False, True, True]]}), params={"k": 4})
+    assert plain["scores"][0] == unskipped["scores"][0] != skipped["scores"][0]
+    with pytest.raises(Exception, match="is_skip has 1 flags for 3 item_ids"):
+        pyfunc.predict(pd.DataFrame({"item_ids": [history], "is_skip": [[True]]}), params={"k": 4})
 
 
 def test_cli_reports_bad_configuration(cfg, capsys):

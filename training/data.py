@@ -131,6 +131,18 @@ class SequenceBatch:
     def take(self, index: torch.Tensor | slice) -> "SequenceBatch":
         return SequenceBatch(**{f.name: getattr(self, f.name)[index] for f in fields(self)})
 
+    @classmethod
+    def of_inputs(cls, seq: torch.Tensor, is_skip: torch.Tensor) -> "SequenceBatch":
+        """Windows to score and nothing else (no targets, history or user rows): what a caller
+        outside the nightly, e.g. the served pyfunc model, gives a model that reads each event's
+        skip flag (``reads_context``)."""
+        rows, length = seq.shape
+        empty = torch.zeros((rows, length, 0))
+        return cls(seq=seq, is_skip=is_skip, completion=torch.zeros(rows, length), next_pos=torch.zeros_like(seq),
+                   next_k=empty.long(), next_k_label=empty, next_k_completion=empty,
+                   target=torch.zeros(rows, dtype=torch.long), history=torch.zeros((rows, 0), dtype=torch.long),
+                   user_index=torch.full((rows,), -1, dtype=torch.long))
+
     @property
     def skip_negatives(self) -> torch.Tensor:
         """Skipped items of each row (``[B, L]``, 0 where not a skip): InfoNCE negatives."""

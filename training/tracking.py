@@ -26,10 +26,12 @@ import pyarrow.parquet as pq
 import torch
 from mlflow import MlflowClient
 from mlflow.models import infer_signature
+from mlflow.types.schema import ColSpec, Schema
 
 from encore.core import lake
 from encore.core.config import EncoreConfig
 from encore.core.contracts import MODEL_RUN, arrow_schema
+from training.data import SequenceBatch
 from training.inference import BUNDLE_FILE, load_bundle, recommend_top_k, save_bundle
 
 EXPERIMENT = "encore"
@@ -70,8 +72,10 @@ def log_final_metrics(metrics_by_split: dict[str, dict[str, float]]) -> None:
 
 class SequenceRecommenderModel(mlflow.pyfunc.PythonModel):
     """pyfunc: input DataFrame with ``item_ids`` (list of item_id strings, oldest
-    first); output DataFrame with ``item_ids`` / ``scores`` (top-k lists).
-    Param ``k`` (default 20). History is excluded."""
+    first) and optionally ``is_skip`` (list of bools aligned with ``item_ids``: the events the
+    user skipped, which a model with ``feedback_embedding`` reads; absent = none skipped);
+    output DataFrame with ``item_ids`` / ``scores`` (top-k lists). Param ``k`` (default 20).
+    History is excluded."""
 
     def load_context(self, context):
         self.bundle = load_bundle(context.artifacts["bundle"])
@@ -80,11 +84,20 @@ class SequenceRecommenderModel(mlflow.pyfunc.PythonModel):
         k = int((params or {}).get("k", 20))
         length = self.bundle.max_seq_len
         seqs = np.zeros((len(model_input), length), dtype=np.int64)
-        for row, items in enumerate(model_input["item_ids"]):
-            ids = self.bundle.vocab.encode(list(items)[-length:])
+        skips = np.zeros((len(model_input), length), dtype=bool)
+        flags = model_input["is_skip"] if "is_skip" in model_input else [None] * len(model_input)
+        for row, (items, skipped) in enumerate(zip(model_input["item_ids"], flags)):
+            items = list(items)
+            skipped = [False] * len(items) if skipped is None else [bool(x) for x in skipped]
+            if len(skipped) != len(items):
+                raise ValueError(f"row {row}: is_skip has {len(skipped)} flags for {len(items)} item_ids")
+            ids = self.bundle.vocab.encode(items[-length:])
             if len(ids):
                 seqs[row, -len(ids):] = ids
-        ids, scores = recommend_top_k(self.bundle.model, torch.from_numpy(seqs), k, exclude=True)
+                skips[row, -len(ids):] = skipped[-length:]
+        seqs_t = torch.from_numpy(seqs)
+        context = SequenceBatch.of_inputs(seqs_t, torch.from_numpy(skips))
+        ids, scores = recommend_top_k(self.bundle.model, seqs_t, k, exclude=True, context=context)
         return pd.DataFrame(
             {
                 "item_ids": [list(self.bundle.vocab.decode(r[np.isfinite(s)])) for r, s in zip(ids.numpy(), scores.numpy())],
@@ -109,10 +122,11 @@ def log_model_bundle(
     meta = {**meta, "weights_digest": digest}
     with tempfile.TemporaryDirectory() as tmp:
         bundle_path = save_bundle(Path(tmp) / BUNDLE_FILE, model, vocab, model_name, meta)
-        example = pd.DataFrame({"item_ids": [vocab.item_ids[:3]]})
+        example = pd.DataFrame({"item_ids": [vocab.item_ids[:3]], "is_skip": [[False, True, False][:len(vocab.item_ids)]]})
         signature = infer_signature(
             example, pd.DataFrame({"item_ids": [vocab.item_ids[:2]], "scores": [[1.0, 0.5]]}), params={"k": 20}
         )
+        signature.inputs = Schema([ColSpec(c.type, c.name, required=c.name != "is_skip") for c in signature.inputs.inputs])
         info = mlflow.pyfunc.log_model(
             name="model",
             python_model=SequenceRecommenderModel(),

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 import os
 import random
 import time
@@ -40,6 +41,20 @@ from training.losses import LossSettings, NegativeSampler, sequence_model_loss
 log = logging.getLogger(__name__)
 
 VALID_METRIC = "ndcg@10"
+LR_SCHEDULES = ("constant", "cosine")
+
+
+def scheduled_lr(settings: "TrainSettings", step: int, total_steps: int) -> float:
+    """Learning rate of optimizer step ``step`` (0-based) of ``total_steps``: constant, or a linear
+    warm-up over ``warmup_share`` of the steps followed by a cosine decay to 0 (SASRec+ / nanoGPT).
+    A function of the step alone, so a resumed run continues the same schedule."""
+    if settings.lr_schedule == "constant":
+        return settings.lr
+    warmup = max(1, round(settings.warmup_share * total_steps))
+    if step < warmup:
+        return settings.lr * (step + 1) / warmup
+    progress = min(1.0, (step - warmup) / max(1, total_steps - warmup))
+    return settings.lr * 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
 @dataclass
@@ -47,6 +62,8 @@ class TrainSettings:
     epochs: int = 20
     batch_size: int = 256
     lr: float = 1e-3
+    lr_schedule: str = "constant"  # constant | cosine (linear warm-up, then cosine decay to 0 at the last epoch)
+    warmup_share: float = 0.05  # cosine: share of all steps (epochs x batches) spent warming up
     weight_decay: float = 0.01
     max_seq_len: int = 50
     all_train_windows: bool = True  # histories longer than max_seq_len train on every window
@@ -82,6 +99,8 @@ class TrainSettings:
             (self.epochs >= 1, "epochs must be >= 1"),
             (self.batch_size >= 1, "batch_size must be >= 1"),
             (self.lr > 0, "lr must be > 0"),
+            (self.lr_schedule in LR_SCHEDULES, f"lr_schedule must be one of {'|'.join(LR_SCHEDULES)}"),
+            (0 <= self.warmup_share < 1, "warmup_share must be in [0, 1)"),
             (self.max_seq_len >= 2, "max_seq_len must be >= 2"),
             (0 <= self.window_stride < self.max_seq_len, "window_stride must be in [0, max_seq_len - 1]"),
             (self.loss in {"sampled_softmax", "full_softmax"}, "loss must be sampled_softmax|full_softmax"),
@@ -213,7 +232,10 @@ class Trainer:
         parameters = [p for p in self.model.parameters() if p.requires_grad]
         sums: dict[str, float] = {}
         progress = self.settings.progress and distributed.is_main()
-        for index in tqdm(batches, desc=f"epoch {epoch}", disable=not progress, leave=False):
+        for step, index in enumerate(tqdm(batches, desc=f"epoch {epoch}", disable=not progress, leave=False)):
+            lr = scheduled_lr(self.settings, (epoch - 1) * n_batches + step, self.settings.epochs * n_batches)
+            for group in self.optimizer.param_groups:
+                group["lr"] = lr
             batch = self.train_split.take(index).to(self.device)
             with autocast_context(self.device, self.settings.bf16):
                 if self.objective is None:

@@ -3,7 +3,11 @@
 item + learned positional embeddings -> causal Transformer encoder ->
 prediction layer (FC + GELU; ``prediction_layer=False`` drops it, as RecBole's
 SASRec does) -> dot product with the item embedding table.
-Training target of position t = the next non-skipped item after t.
+``feedback_embedding=True`` adds a learned embedding of each input event's skip flag, so
+the model knows which of the items it reads the user rejected (it then ``reads_context``:
+scoring needs the batch the windows come from).
+Training target of position t = the next non-skipped item after t (``next_positive``), or
+the next event (``next_item``; ``training.data``).
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ class SASRecConfig:
     heads: int = 8
     dropout: float = 0.2
     prediction_layer: bool = True  # the seed's FC + GELU before the dot product; False = dot product only
+    feedback_embedding: bool = False  # add an embedding of each input event's skip flag
 
 
 class SASRec(nn.Module):
@@ -38,6 +43,7 @@ class SASRec(nn.Module):
         # rows: 0 = padding, 1..n_items = items, n_items + 1 = mask (unused here; keeps tables alike)
         self.item_emb = nn.Embedding(config.n_items + 2, config.hidden, padding_idx=PAD_ID)
         self.pos_emb = nn.Embedding(config.max_seq_len, config.hidden)
+        self.feedback_emb = nn.Embedding(2, config.hidden) if config.feedback_embedding else None
         self.emb_dropout = nn.Dropout(config.dropout)
         self.encoder = TransformerEncoder(config.hidden, config.layers, config.heads, config.dropout)
         self.prediction = (
@@ -45,13 +51,22 @@ class SASRec(nn.Module):
         )
         self.apply(init_weights)
 
-    def encode(self, seqs: torch.Tensor) -> torch.Tensor:
-        """``seqs`` ``[B, L]`` left-padded ids -> hidden states ``[B, L, D]``."""
+    @property
+    def reads_context(self) -> bool:
+        return self.feedback_emb is not None
+
+    def encode(self, seqs: torch.Tensor, context: SequenceBatch | None = None) -> torch.Tensor:
+        """``seqs`` ``[B, L]`` left-padded ids -> hidden states ``[B, L, D]``; ``context``: the
+        batch the windows come from (its ``is_skip``), needed with ``feedback_embedding``."""
         length = seqs.shape[1]
         if length > self.config.max_seq_len:
             raise ValueError(f"sequence length {length} > max_seq_len {self.config.max_seq_len}")
         positions = torch.arange(self.config.max_seq_len - length, self.config.max_seq_len, device=seqs.device)
         x = self.item_emb(seqs) * math.sqrt(self.config.hidden) + self.pos_emb(positions)
+        if self.feedback_emb is not None:
+            if context is None or context.is_skip.shape != seqs.shape:
+                raise ValueError("this SASRec reads each event's skip flag: pass the windows' batch as context")
+            x = x + self.feedback_emb(context.is_skip.long())
         return self.encoder(self.emb_dropout(x), key_valid=seqs != PAD_ID, causal=self.causal)
 
     def predict_vectors(self, hidden: torch.Tensor) -> torch.Tensor:
@@ -60,9 +75,9 @@ class SASRec(nn.Module):
     def item_embeddings(self) -> torch.Tensor:
         return self.item_emb.weight
 
-    def score_all(self, seqs: torch.Tensor) -> torch.Tensor:
+    def score_all(self, seqs: torch.Tensor, context: SequenceBatch | None = None) -> torch.Tensor:
         """Scores of every item for the next step: ``[B, n_items]`` (column c = item id c + 1)."""
-        vectors = self.predict_vectors(self.encode(seqs)[:, -1])
+        vectors = self.predict_vectors(self.encode(seqs, context)[:, -1])
         return vectors @ self.item_emb.weight[1 : self.config.n_items + 1].T
 
     def training_inputs(self, batch: SequenceBatch) -> tuple[torch.Tensor, torch.Tensor]:

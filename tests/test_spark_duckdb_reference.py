@@ -22,7 +22,8 @@ def raw_events(rows: list[tuple[str, str, str, float]]) -> pa.Table:
 
 
 def test_sequences_from_raw_events_without_spark():
-    cfg = load_config(environ={}, training={"max_seq_len": 2})  # keep the last 3 events
+    # keep the last 3 events: sequence_events 0 means at least one window, max_seq_len + 1
+    cfg = load_config(environ={}, training={"max_seq_len": 2}, sessions={"sequence_events": 0})
     table = raw_events([
         ("u1", "d", "2026-10-05T10:03:00", 1.0),  # out of order on purpose
         ("u1", "a", "2026-10-05T10:00:00", 1.0),

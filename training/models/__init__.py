@@ -2,10 +2,11 @@
 trainer, losses, metrics and inference work with any of them:
 
 * ``config`` — its config dataclass (``n_items`` first field; saved with the weights);
-* ``encode(seqs [B, L]) -> hidden [B, L, D]``;
+* ``encode(seqs [B, L]) -> hidden [B, L, D]``; a model that reads per-event context (skip
+  flags, completion, user: ``reads_context``) takes the batch too, ``encode(seqs, context)``;
 * ``predict_vectors(hidden) -> [..., D]`` — dotted with ``item_embeddings()``;
 * ``item_embeddings() -> [n_items + 2, D]`` (row = item id; 0 padding, n_items + 1 mask);
-* ``score_all(seqs [B, L]) -> [B, n_items]`` — next-item scores, column c = item id c + 1;
+* ``score_all(seqs [B, L][, context]) -> [B, n_items]`` — next-item scores, column c = item id c + 1;
 * ``training_inputs(batch) -> (inputs [B, L], targets [B, L])`` — 0 = no target.
 
 ``MODELS`` maps a CLI/registry name to (config class, model class); a new model

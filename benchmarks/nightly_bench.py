@@ -219,11 +219,12 @@ def bench_scale(scale: int, workdir: Path, users_base: int, n_days: int | None) 
     home = workdir / f"scale_{scale}"
     shutil.rmtree(home, ignore_errors=True)
     cfg = use_scale_environment(home, users_base * scale, n_days)
-    run_date = last_landed_dates(cfg)[-1]
+    generated = timed("generate landing data", generate, cfg)
+    run_date = last_landed_dates(cfg)[-1]  # the data's own last day: known once it has landed
     log.info("scale %dx: %d users, %d days, nightly date %s, state in %s",
              scale, cfg.data.n_users, cfg.data.n_days, run_date, home)
     setup = {
-        "generate": timed("generate landing data", generate, cfg),
+        "generate": generated,
         "ingest history": timed("ingest history", bootstrap_history, cfg, run_date),
         "sessionize history": timed("sessionize history (Spark)", sessionize_history, run_date),
     }

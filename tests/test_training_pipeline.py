@@ -93,6 +93,21 @@ def test_checkpoint_of_other_settings_is_not_resumed(tmp_path, toy):
     longer = run(lr=1e-3, epochs=3)  # same settings, more epochs: resumes
     assert longer.history[:2] == fresh.history
 
+    def run_cosine(epochs: int):
+        seed_everything(11)
+        model = build_model("sasrec", toy.n_items, **SMALL)
+        return Trainer(model, toy, settings(epochs=epochs, lr=1e-3, lr_schedule="cosine"),
+                       checkpoint_dir=tmp_path / "cosine").fit(resume=True)
+
+    short = run_cosine(epochs=1)
+    # under cosine the schedule spans all epochs: another epochs value starts over, not resumes
+    restarted = run_cosine(epochs=2)
+    seed_everything(11)
+    alone = Trainer(build_model("sasrec", toy.n_items, **SMALL), toy,
+                    settings(epochs=2, lr=1e-3, lr_schedule="cosine")).fit()
+    assert restarted.history[0]["loss"] == pytest.approx(alone.history[0]["loss"], rel=1e-6)
+    assert restarted.history[0]["loss"] != pytest.approx(short.history[0]["loss"], rel=1e-6)
+
 
 def test_cosine_schedule_warms_up_then_decays_to_zero(toy):
     from training.trainer import scheduled_lr

@@ -326,8 +326,12 @@ class Trainer:
 
     def fingerprint(self) -> str:
         """What the checkpoint's weights depend on: the training settings (but those in
-        ``RESUMABLE_CHANGES``) and the model's configuration."""
-        settings = {k: v for k, v in dataclasses.asdict(self.settings).items() if k not in self.RESUMABLE_CHANGES}
+        ``RESUMABLE_CHANGES``; ``epochs`` counts under a non-constant lr schedule) and the
+        model's configuration."""
+        resumable = self.RESUMABLE_CHANGES
+        if self.settings.lr_schedule != "constant":  # the schedule spans all epochs: changing them changes it
+            resumable = resumable - {"epochs"}
+        settings = {k: v for k, v in dataclasses.asdict(self.settings).items() if k not in resumable}
         return repr((sorted(settings.items()), type(self.model).__name__, repr(getattr(self.model, "config", None))))
 
     def _resumable(self, path: Path) -> bool:

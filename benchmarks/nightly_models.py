@@ -36,7 +36,6 @@ SEED_DEFAULTS = dict(loss="sampled_softmax", prediction_layer=True, feedback_emb
 CONFIGS: dict[str, dict] = {
     "sasrec": {},
     "sasrec_seed_defaults": SEED_DEFAULTS,
-    "sasrec_sampled_softmax": dict(loss="sampled_softmax"),
     "sasrec_prediction_layer": dict(prediction_layer=True),
     "sasrec_no_feedback": dict(feedback_embedding=False),
     "sasrec_next_item": dict(train_target="next_item"),
@@ -45,11 +44,9 @@ CONFIGS: dict[str, dict] = {
     "sasrec_no_cl": dict(contrastive="none"),
     "sasrec_batch16": dict(batch_size=16),
     "sasrec_small": dict(batch_size=16, hidden=64, heads=2, weight_decay=0.0),
-    "sasrec_long_input": dict(max_seq_len=200),
     "sasrec_long_input_batch16": dict(max_seq_len=200, batch_size=16),
     "sasrec_dropout05_batch16": dict(dropout=0.5, batch_size=16),
     "sasrec_batch16_patience8": dict(batch_size=16, patience=8),
-    "sasrec_batch16_cosine": dict(batch_size=16, lr_schedule="cosine", patience=10),
 }
 # registry models fitted with the nightly's own settings (the config's training section)
 MODELS = ("most_pop", "item_knn", "session_knn", "wrmf", "wrmf_neg", "smoe_bst")

@@ -10,13 +10,16 @@ Pools:
 
 Samples (the training negatives): ``phns.draws`` independent draws per user and mix of
 ``phns.n_negatives`` negatives each. A named mix's share (``phns.mixes``: HARD 0.5, MEDIUM 0.3,
-EASY 0.2) is the share of *hard* negatives, as in seed 003; the rest are drawn uniformly from
-the catalogue items the user never interacted with, so the model still sees the whole
-catalogue (trending and tailing items among them at their catalogue share). A short hard pool
-is filled from the uniform draw. ``UNIFORM`` is all uniform (no PHNS). Trending and tailing
-pools serve the PHNS-hard evaluation set (dbt ``eval_candidates``) and the features.
+EASY 0.2) is the share of *PHNS* negatives, as in seed 003, which counts the user's hard items
+and the trending and tailing items the user never touched alike: the share is taken round-robin
+over the three pools (hard, trending, tailing, each in the draw's hash order; a short pool hands
+its turns to the others), so the user's own hard items come first and the global pools fill in.
+The rest are drawn uniformly from the catalogue items the user never interacted with (minus the
+PHNS items already taken), so the model still sees the whole catalogue. PHNS pools too short
+for the share are filled from the uniform draw. ``UNIFORM`` is all uniform (no PHNS). The
+trending and tailing pools also serve the PHNS-hard evaluation set (dbt ``eval_candidates``).
 Selection is ordered by ``xxhash64(seed, run date, user, draw, item)``, so a run is
-reproducible, draws differ, and within a draw a larger hard share extends a smaller one.
+reproducible, draws differ, and within a draw a larger share extends a smaller one.
 
 Everything per user is computed on one row per user with array functions: the global
 lists are small and collected, so "not interacted" is ``array_except`` against the
@@ -25,6 +28,7 @@ user's items (no users x items cross join), and samples are slices of hash-sorte
 
 from __future__ import annotations
 
+import bisect
 import datetime as dt
 import functools
 import logging
@@ -160,52 +164,71 @@ def pool_rows(user_pools: DataFrame) -> DataFrame:
     return functools.reduce(DataFrame.unionByName, per_pool)
 
 
-def mix_quotas(user_pools: DataFrame, cfg: EncoreConfig, run_date: dt.date) -> DataFrame:
-    """One row per (user, draw, mix): the draw's hard items in hash order (``hard_d``), its
-    uniform candidates (``uniform_d``, catalogue indexes) and how many of each the mix takes:
-    ``n_hard = min(round(n * share), hard pool)``, ``n_uniform = min(n - n_hard, uniform)``.
-    Flags: ``hard_short`` (the mix wanted more hard items than the pool has: filled uniformly)
+def mix_quotas(user_pools: DataFrame, pools: GlobalPools, cfg: EncoreConfig, run_date: dt.date) -> DataFrame:
+    """One row per (user, draw, mix): the draw's PHNS candidates (``phns_d``: structs of pool and
+    item_id, round-robin over the hard, trending and tailing pools, each in hash order), how many
+    of them the mix takes (``n_phns = min(round(n * share), candidates)``), and the draw's
+    uniform candidates (catalogue indexes) without the global-pool items taken
+    (``uniform_d``), of which it takes ``n_uniform = min(n - n_phns, uniform)``.
+    Flags: ``phns_short`` (the mix wanted more PHNS items than the pools have: filled uniformly)
     and ``short`` (fewer than ``n_negatives`` in all)."""
     n, draws = cfg.phns.n_negatives, cfg.phns.draws
     if not cfg.phns.mixes:
         raise ValueError("phns.mixes is empty: at least one named mix is needed")
     mixes = F.array(
-        *(F.struct(F.lit(name).alias("mix"), F.lit(int(round(n * share))).alias("want_hard"))
+        *(F.struct(F.lit(name).alias("mix"), F.lit(int(round(n * share))).alias("want_phns"))
           for name, share in {**cfg.phns.mixes, UNIFORM_MIX: 0.0}.items())
     )
-    hard_by_draw = (
-        f"transform(sequence(0, {draws - 1}), d -> transform(array_sort(transform(hard, item -> "
-        f"named_struct('h', {_sample_hash(cfg, run_date, 'd, item')}, 'item_id', item))), s -> s.item_id))"
-    )
+
+    def in_hash_order(pool: str, order: int) -> str:  # (turn, pool order, pool, item) per item of draw d
+        return (f"transform(array_sort(transform({pool}, item -> named_struct('h', "
+                f"{_sample_hash(cfg, run_date, 'd, item')}, 'item_id', item))), (s, turn) -> named_struct("
+                f"'turn', turn, 'order', {order}, 'pool', '{pool}', 'item_id', s.item_id))")
+
+    round_robin = f"array_sort(concat({', '.join(in_hash_order(pool, i) for i, pool in enumerate(POOLS))}))"
+    phns_by_draw = (f"transform(sequence(0, {draws - 1}), d -> transform({round_robin}, "
+                    f"s -> named_struct('pool', s.pool, 'item_id', s.item_id)))")
     per_draw = user_pools.select(
-        "user_id", F.size("hard").alias("size_hard"), *(F.size(pool).alias(f"size_{pool}") for pool in POOLS[1:]),
-        F.posexplode(F.arrays_zip(F.expr(hard_by_draw).alias("hard_d"), F.col("uniform").alias("uniform_d")))
+        "user_id", *(F.size(pool).alias(f"size_{pool}") for pool in POOLS),
+        F.posexplode(F.arrays_zip(F.expr(phns_by_draw).alias("phns_d"), F.col("uniform").alias("uniform_d")))
         .alias("draw", "d"),
-    ).select("*", "d.hard_d", "d.uniform_d").drop("d")
-    quotas = per_draw.select("*", F.explode(mixes).alias("m")).select("*", "m.mix", "m.want_hard").drop("m")
-    quotas = quotas.withColumn("n_hard", F.expr("least(want_hard, size_hard)"))
-    quotas = quotas.withColumn("n_uniform", F.expr(f"least({n} - n_hard, size(uniform_d))"))
+    ).select("*", "d.phns_d", F.col("d.uniform_d").alias("uniform_all")).drop("d")
+    quotas = per_draw.select("*", F.explode(mixes).alias("m")).select("*", "m.mix", "m.want_phns").drop("m")
+    quotas = quotas.withColumn("n_phns", F.expr("least(want_phns, size(phns_d))"))
+    # a trending or tailing item taken as a PHNS negative is not drawn again uniformly
+    # (the user's hard items were seen, so the uniform draw never holds them)
+    global_items = [*pools.trending, *pools.tailing]
+    if global_items:
+        index_of = F.create_map(*(F.lit(v) for item in global_items
+                                  for v in (item, bisect.bisect_left(pools.catalogue, item))))
+        taken = F.transform(F.filter(F.expr("slice(phns_d, 1, n_phns)"), lambda s: s["pool"] != "hard"),
+                            lambda s: F.element_at(index_of, s["item_id"]))
+    else:
+        taken = F.array()
+    quotas = quotas.withColumn("uniform_d", F.array_except("uniform_all", taken.cast("array<bigint>"))).drop("uniform_all")
+    quotas = quotas.withColumn("n_uniform", F.expr(f"least({n} - n_phns, size(uniform_d))"))
     return quotas.select(
         "*",
-        F.expr("want_hard > size_hard").alias("hard_short"),
-        F.expr(f"n_hard + n_uniform < {n}").alias("short"),
+        F.expr("want_phns > size(phns_d)").alias("phns_short"),
+        F.expr(f"n_phns + n_uniform < {n}").alias("short"),
     )
 
 
 def sample_negatives(quotas: DataFrame, catalogue: DataFrame) -> DataFrame:
-    """PHNS_NEGATIVE rows: each (user, draw, mix)'s first ``n_hard`` hard items, then its first
-    ``n_uniform`` uniform items (``sample_idx`` continues after the hard ones)."""
-    hard = quotas.select(
-        "user_id", "mix", "draw", F.posexplode(F.expr("slice(hard_d, 1, n_hard)")).alias("sample_idx", "item_id"),
-    ).select("user_id", "mix", "draw", "item_id", F.lit("hard").alias("pool"), "sample_idx")
+    """PHNS_NEGATIVE rows: each (user, draw, mix)'s first ``n_phns`` PHNS items (pool hard,
+    trending or tailing), then its first ``n_uniform`` uniform items (``sample_idx`` continues
+    after the PHNS ones)."""
+    phns = quotas.select(
+        "user_id", "mix", "draw", F.posexplode(F.expr("slice(phns_d, 1, n_phns)")).alias("sample_idx", "s"),
+    ).select("user_id", "mix", "draw", "s.item_id", "s.pool", "sample_idx")
     uniform = quotas.select(
-        "user_id", "mix", "draw", "n_hard",
+        "user_id", "mix", "draw", "n_phns",
         F.posexplode(F.expr("slice(uniform_d, 1, n_uniform)")).alias("position", "item_idx"),
     ).join(F.broadcast(catalogue), "item_idx").select(
         "user_id", "mix", "draw", "item_id", F.lit("uniform").alias("pool"),
-        (F.col("n_hard") + F.col("position")).alias("sample_idx"),
+        (F.col("n_phns") + F.col("position")).alias("sample_idx"),
     )
-    return hard.unionByName(uniform).select(
+    return phns.unionByName(uniform).select(
         "user_id", "mix", F.col("draw").cast("int"), "item_id", "pool", F.col("sample_idx").cast("int"))
 
 
@@ -216,18 +239,18 @@ def pool_and_negative_stats(quotas: DataFrame, cfg: EncoreConfig) -> dict:
     totals = (
         quotas.groupBy("mix")
         .agg(
-            F.sum(F.col("n_hard") + F.col("n_uniform")).alias("rows"),
-            F.count(F.when(first & (F.col("n_hard") + F.col("n_uniform") > 0), 1)).alias("users"),
-            F.sum("n_hard").alias("hard"),
-            F.count(F.when(first & F.col("hard_short"), 1)).alias("hard_short"),
+            F.sum(F.col("n_phns") + F.col("n_uniform")).alias("rows"),
+            F.count(F.when(first & (F.col("n_phns") + F.col("n_uniform") > 0), 1)).alias("users"),
+            F.sum("n_phns").alias("phns"),
+            F.count(F.when(first & F.col("phns_short"), 1)).alias("phns_short"),
             F.count(F.when(first & F.col("short"), 1)).alias("short"),
             *(F.sum(F.when(first, F.col(f"size_{pool}"))).alias(f"{pool}_pool_rows") for pool in POOLS),
         )
         .collect()
     )
     per_mix = {
-        r["mix"]: {"rows": r["rows"], "users": r["users"], "hard": r["hard"],
-                   "users_hard_filled_uniformly": r["hard_short"], "users_short": r["short"]}
+        r["mix"]: {"rows": r["rows"], "users": r["users"], "phns": r["phns"],
+                   "users_phns_filled_uniformly": r["phns_short"], "users_short": r["short"]}
         for r in totals if r["rows"]
     }
     any_mix = totals[0] if totals else None  # no users: no rows anywhere
@@ -258,7 +281,7 @@ def run_phns_pools(
     )
     # one row per user, read by the stats and by both writes
     user_pools = build_user_pools(user_items, pools, catalogue, cfg, day).persist()
-    quotas = mix_quotas(user_pools, cfg, day)
+    quotas = mix_quotas(user_pools, pools, cfg, day)
     counts = pool_and_negative_stats(quotas, cfg)
     stats: dict = {"run_date": day.isoformat(), "phns_pools": counts["phns_pools"], "pool_rows": counts["pool_rows"]}
     write_partition(pool_rows(user_pools).select([c.name for c in PHNS_POOL]), cfg, "phns_pools", day,

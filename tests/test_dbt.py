@@ -269,8 +269,8 @@ def test_user_negatives_lists(built):
             for r in _rows(cfg, "select * from main.fct_user_negatives where run_date = ?", [D])}
     assert len(rows) == 8
     u2 = rows[("u2", "MEDIUM", 0)]
-    assert u2["negative_item_ids"] == ["i4", "i5", "i6"] and u2["negative_pools"] == ["hard", "uniform", "uniform"]
-    assert (u2["n_negatives"], u2["n_hard"], u2["n_uniform"]) == (3, 1, 2)
+    assert u2["negative_item_ids"] == ["i4", "i5", "i6"] and u2["negative_pools"] == ["hard", "trending", "uniform"]
+    assert (u2["n_negatives"], u2["n_hard"], u2["n_trending"], u2["n_tailing"], u2["n_uniform"]) == (3, 1, 1, 0, 1)
     assert rows[("u1", "MEDIUM", 1)]["negative_item_ids"] == ["i2", "i6"]  # another draw, its own list
 
 

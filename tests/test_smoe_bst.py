@@ -281,7 +281,7 @@ def test_train_model_tracks_gates_and_phns_sets(cfg, toy):
     users, items = list(toy.user_ids), list(toy.vocab.item_ids)
     negatives = pa.Table.from_pylist([
         {"user_id": u, "mix": "HARD", "draw": d, "negative_item_ids": items[d:d + 5], "negative_pools": ["uniform"] * 5,
-         "n_negatives": 5, "n_hard": 0, "n_uniform": 5} for u in users for d in (0, 1)])
+         "n_negatives": 5, "n_hard": 0, "n_trending": 0, "n_tailing": 0, "n_uniform": 5} for u in users for d in (0, 1)])
     write_toy_marts(cfg, "2026-10-30", table, negatives)
     features = user_features_table("2026-10-30", users)
     candidates = pa.Table.from_pylist([{"run_date": dt.date(2026, 10, 30), "user_id": u, "eval_set": name,

@@ -216,17 +216,17 @@ def test_pool_and_negative_counts_reconcile_with_the_written_rows(stats, cfg):
 
 
 def test_pool_rows_count_the_pools_not_a_mix_quota(spark, cfg):
-    # one user with 5 hard, 3 trending, 2 tailing items, 2 draws; mix M takes 2 hard + 2 uniform of n = 4
+    # one user with 5 hard, 3 trending, 2 tailing items, 2 draws; mix M takes 2 PHNS + 2 uniform of n = 4
     quotas = spark.createDataFrame(
         [("u", "M", draw, 2, 2, False, False, 5, 3, 2) for draw in (0, 1)]
         + [("u", "UNIFORM", draw, 0, 4, False, False, 5, 3, 2) for draw in (0, 1)],
-        "user_id string, mix string, draw int, n_hard int, n_uniform int, hard_short boolean, short boolean, "
+        "user_id string, mix string, draw int, n_phns int, n_uniform int, phns_short boolean, short boolean, "
         "size_hard int, size_trending int, size_tailing int",
     )
     counts = pool_and_negative_stats(quotas, cfg)
     assert counts["pool_rows"] == {"hard": 5, "trending": 3, "tailing": 2}
     assert counts["phns_pools"] == 10
-    assert counts["mixes"]["M"] == {"rows": 8, "users": 1, "hard": 4, "users_hard_filled_uniformly": 0,
+    assert counts["mixes"]["M"] == {"rows": 8, "users": 1, "phns": 4, "users_phns_filled_uniformly": 0,
                                     "users_short": 0}
     assert counts["mixes"]["UNIFORM"]["rows"] == 8 and counts["phns_negatives"] == 16
 
@@ -237,19 +237,23 @@ def negatives_of(cfg, user: str, mix: str, draw: int = 0) -> list[tuple[str, str
     return [(r["pool"], r["item_id"]) for r in sorted(rows, key=lambda r: r["sample_idx"])]
 
 
-def test_a_mix_is_its_share_of_hard_negatives_and_the_rest_uniform(stats, cfg):
-    # n = 4: HARD wants round(2.0) = 2 hard, MEDIUM round(1.2) = 1, EASY round(0.8) = 1
+def test_a_mix_is_its_share_of_phns_negatives_round_robin_over_the_pools(stats, cfg):
+    # n = 4: HARD wants round(2.0) = 2 PHNS negatives, MEDIUM round(1.2) = 1, EASY round(0.8) = 1;
+    # they are taken in turns from the user's hard, trending and tailing pools (test_phns_pools' table)
     for draw in range(3):
         hard_mix, medium = negatives_of(cfg, "u_pool", "HARD", draw), negatives_of(cfg, "u_pool", "MEDIUM", draw)
-        assert [p for p, _ in hard_mix] == ["hard", "hard", "uniform", "uniform"]
+        assert [p for p, _ in hard_mix] == ["hard", "trending", "uniform", "uniform"]
+        assert hard_mix[0][1] in {"H", "J"} and hard_mix[1][1] in {"C", "B"}
         assert [p for p, _ in medium] == ["hard", "uniform", "uniform", "uniform"]
-        assert {i for _, i in hard_mix[:2]} == {"H", "J"} and medium[0][1] in {"H", "J"}
-    # u_tie has one hard negative: HARD takes it and fills the missing one uniformly
-    assert [p for p, _ in negatives_of(cfg, "u_tie", "HARD")] == ["hard", "uniform", "uniform", "uniform"]
-    assert [p for p, _ in negatives_of(cfg, "u_none", "MEDIUM")] == ["uniform"] * 4
+        assert medium[0][1] == hard_mix[0][1]  # a larger share extends a smaller one
+    # no hard items: the turns go to the global pools (u_none: trending B, tailing D)
+    assert negatives_of(cfg, "u_none", "HARD")[:2] == [("trending", "B"), ("tailing", "D")]
+    assert negatives_of(cfg, "u_none", "MEDIUM")[0] == ("trending", "B")
+    # u_gap's pools are its two hard items only: HARD takes both
+    assert [p for p, _ in negatives_of(cfg, "u_gap", "HARD")] == ["hard", "hard", "uniform", "uniform"]
     mixes = stats["phns_pools"]["mixes"]
-    assert mixes["HARD"]["users_hard_filled_uniformly"] == 3  # u_tie, u_mid, u_none
-    assert mixes["MEDIUM"]["users_hard_filled_uniformly"] == 2  # u_mid, u_none
+    assert all(m["users_phns_filled_uniformly"] == 0 for m in mixes.values())  # every user has >= 2 PHNS items
+    assert mixes["HARD"]["phns"] == 6 * 3 * 2 and mixes["MEDIUM"]["phns"] == 6 * 3
     assert all(m["users_short"] == 0 for m in mixes.values())  # 15 items: every user has 4 unseen ones
 
 
@@ -262,6 +266,8 @@ def test_negatives_never_seen_positive_and_uniform_never_seen(stats, cfg):
     per_sample: dict = {}
     for r in negatives:
         per_sample.setdefault((r["user_id"], r["mix"], r["draw"]), set()).add(r["item_id"])
+    # a global-pool item taken as a PHNS negative is not drawn again uniformly: 4 distinct items each
+    assert {len(items) for items in per_sample.values()} == {4}
     users = {e["user_id"] for e in EVENTS}
     assert {key: len(items) for key, items in per_sample.items() if key[1] == "UNIFORM"} == {
         (u, "UNIFORM", d): 4 for u in users for d in range(3)}

@@ -132,7 +132,8 @@ class PhnsConfig:
     tailing_min_support: int = 2
     n_negatives: int = 50  # per user, mix and draw
     draws: int = 3  # independent samples per night; training epoch e uses draw (e - 1) mod draws
-    # share of hard negatives per named mix (seed 003); the rest are uniform over unseen items
+    # share of PHNS negatives per named mix (seed 003), taken in turns from the user's hard, trending and
+    # tailing pools; the rest are uniform over unseen items (spark_jobs.phns_pools)
     mixes: dict[str, float] = field(
         default_factory=lambda: {"HARD": 0.5, "MEDIUM": 0.3, "EASY": 0.2}
     )

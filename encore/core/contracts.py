@@ -108,7 +108,7 @@ PHNS_NEGATIVE = (
     Column("mix", "string", False, "Named mix (HARD / MEDIUM / EASY) or UNIFORM."),
     Column("draw", "int32", False, "0-based independent sample of the night (training epoch e uses draw (e-1) mod draws)."),
     Column("item_id", "string", False, "Sampled negative item."),
-    Column("pool", "string", False, "Pool the negative came from (hard | uniform)."),
+    Column("pool", "string", False, "Pool the negative came from (hard | trending | tailing: PHNS pools; uniform)."),
     Column("sample_idx", "int32", False, "0-based index of the sample for that user and mix."),
 )
 

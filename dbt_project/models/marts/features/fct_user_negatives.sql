@@ -21,6 +21,8 @@ per_user_mix as (
         cast(array_agg(pool order by sample_idx) as varchar[])      as negative_pools,
         count(*)                                                    as n_negatives,
         count(*) filter (where pool = 'hard')                       as n_hard,
+        count(*) filter (where pool = 'trending')                   as n_trending,
+        count(*) filter (where pool = 'tailing')                    as n_tailing,
         count(*) filter (where pool = 'uniform')                    as n_uniform
 
     from negatives

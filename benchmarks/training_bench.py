@@ -368,7 +368,7 @@ class PrecomputedScorer:
     def __init__(self, scores):
         self.scores, self.cursor = scores, 0
 
-    def score_all(self, seqs):
+    def score_all(self, seqs, context=None):
         out = self.scores[self.cursor : self.cursor + len(seqs)]
         self.cursor += len(seqs)
         return out

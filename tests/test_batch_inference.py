@@ -45,7 +45,7 @@ class Fixed(torch.nn.Module):
         self.weight = torch.nn.Parameter(torch.zeros(1))
         self.config = type("Config", (), {"max_seq_len": 4})()
 
-    def score_all(self, seqs: torch.Tensor) -> torch.Tensor:
+    def score_all(self, seqs: torch.Tensor, context=None) -> torch.Tensor:
         return -torch.arange(1, self.n_items + 1, dtype=torch.float32).repeat(len(seqs), 1) + 0 * self.weight
 
 

@@ -17,7 +17,7 @@ class CycleScorer:
     def __init__(self, n_items: int, data):
         self.n_items, self.data = n_items, data
 
-    def score_all(self, seqs: torch.Tensor) -> torch.Tensor:
+    def score_all(self, seqs: torch.Tensor, context=None) -> torch.Tensor:
         scores = torch.zeros(len(seqs), self.n_items)
         for row, seq in enumerate(seqs.tolist()):
             last = [i for i in seq if i][-1] if any(seq) else 0

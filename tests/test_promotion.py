@@ -114,7 +114,7 @@ def test_a_constant_scorer_evaluates_to_the_floor_not_to_a_perfect_score():
     from training.promotion import sanity_problems
 
     class Constant:
-        def score_all(self, seqs):
+        def score_all(self, seqs, context=None):
             return torch.zeros(seqs.shape[0], data.n_items)
 
     data = SequenceData.from_arrow(toy_sequence_table(n_users=30, n_items=25, seed=3))

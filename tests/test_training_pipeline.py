@@ -144,7 +144,7 @@ def test_early_stopping_and_bad_settings(toy):
 
 def test_recommend_top_k_excludes_history_in_chunks():
     class Fixed:
-        def score_all(self, seqs):
+        def score_all(self, seqs, context=None):
             return torch.arange(5, dtype=torch.float32).repeat(len(seqs), 1)  # item 5 best, then 4, ...
 
     seqs = torch.tensor([[0, 5, 3], [0, 0, 1], [2, 4, 5]])

@@ -135,7 +135,7 @@ class SequenceBatch:
     def of_inputs(cls, seq: torch.Tensor, is_skip: torch.Tensor) -> "SequenceBatch":
         """Windows to score and nothing else (no targets, history or user rows): what a caller
         outside the nightly, e.g. the served pyfunc model, gives a model that reads each event's
-        skip flag (``reads_context``)."""
+        skip flag (SASRec with ``feedback_embedding``)."""
         rows, length = seq.shape
         empty = torch.zeros((rows, length, 0))
         return cls(seq=seq, is_skip=is_skip, completion=torch.zeros(rows, length), next_pos=torch.zeros_like(seq),

@@ -24,11 +24,9 @@ def autocast_context(device: torch.device, bf16: bool):
 
 
 def score_batch(model, batch: SequenceBatch) -> torch.Tensor:
-    """``model.score_all`` of the batch's windows; models that read per-event context
-    (``reads_context``: skips, completion, user) get the whole batch as ``context``."""
-    if getattr(model, "reads_context", False):
-        return model.score_all(batch.seq, context=batch)
-    return model.score_all(batch.seq)
+    """``model.score_all`` of the batch's windows, with the batch as ``context`` (per-event skips,
+    completion, user) for the models that read it."""
+    return model.score_all(batch.seq, context=batch)
 
 
 @torch.no_grad()

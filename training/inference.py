@@ -118,7 +118,7 @@ def recommend_top_k(
 
     ``exclude``: True = drop every item of the window; a ``[U, n_items]`` bool
     tensor = drop those columns; False = nothing. ``context``: the batch the windows
-    come from, for models that read per-event context (``reads_context``)."""
+    come from, for models that read per-event context (skip flags, completion, user)."""
     if device is None:
         device = next(model.parameters()).device if isinstance(model, torch.nn.Module) else torch.device("cpu")
     if isinstance(model, torch.nn.Module):
@@ -126,10 +126,8 @@ def recommend_top_k(
     top_ids, top_scores = [], []
     for start in range(0, len(seqs), chunk_size):
         chunk = seqs[start : start + chunk_size].to(device)
-        if context is not None and getattr(model, "reads_context", False):
-            scores = model.score_all(chunk, context=context.take(slice(start, start + chunk_size)).to(device)).float()
-        else:
-            scores = model.score_all(chunk).float()
+        rows = None if context is None else context.take(slice(start, start + chunk_size)).to(device)
+        scores = model.score_all(chunk, context=rows).float()
         if isinstance(exclude, torch.Tensor):
             scores = scores.masked_fill(exclude[start : start + chunk_size].to(device), float("-inf"))
         elif exclude:

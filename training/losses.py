@@ -120,7 +120,7 @@ def sequence_model_loss(
     item (model-independent). Negatives: skipped items of the row.
     """
     inputs, targets = model.training_inputs(batch)
-    hidden = model.encode(inputs, batch) if getattr(model, "reads_context", False) else model.encode(inputs)
+    hidden = model.encode(inputs, batch)
     has_target = targets != PAD_ID
     vectors = model.predict_vectors(hidden[has_target]).float()
     table = model.item_embeddings().float()

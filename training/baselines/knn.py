@@ -33,8 +33,6 @@ class ItemKNNConfig:
 
 
 class ItemKNN:
-    reads_context = True
-
     def __init__(self, config: ItemKNNConfig):
         self.config = config
         self.similarity = torch.zeros(config.n_items, config.n_items)
@@ -66,8 +64,6 @@ class SessionKNNConfig:
 
 
 class SessionKNN:
-    reads_context = True
-
     def __init__(self, config: SessionKNNConfig):
         self.config = config
         self.sessions = torch.zeros(0, config.n_items).to_sparse()

@@ -56,8 +56,6 @@ class BPRConfig:
 class MatrixFactorization:
     """Factors from ``implicit``; subclasses build the matrix and the ``implicit`` model."""
 
-    reads_context = True
-
     def __init__(self, config):
         self.config = config
         self.user_factors = torch.zeros(0, 0)

@@ -2,11 +2,12 @@
 trainer, losses, metrics and inference work with any of them:
 
 * ``config`` — its config dataclass (``n_items`` first field; saved with the weights);
-* ``encode(seqs [B, L]) -> hidden [B, L, D]``; a model that reads per-event context (skip
-  flags, completion, user: ``reads_context``) takes the batch too, ``encode(seqs, context)``;
+* ``encode(seqs [B, L], context=None) -> hidden [B, L, D]``; ``context`` is the batch the
+  windows come from (skip flags, completion, user): callers always pass it, a model that reads
+  no per-event context ignores it;
 * ``predict_vectors(hidden) -> [..., D]`` — dotted with ``item_embeddings()``;
 * ``item_embeddings() -> [n_items + 2, D]`` (row = item id; 0 padding, n_items + 1 mask);
-* ``score_all(seqs [B, L][, context]) -> [B, n_items]`` — next-item scores, column c = item id c + 1;
+* ``score_all(seqs [B, L], context=None) -> [B, n_items]`` — next-item scores, column c = item id c + 1;
 * ``training_inputs(batch) -> (inputs [B, L], targets [B, L])`` — 0 = no target.
 
 ``MODELS`` maps a CLI/registry name to (config class, model class); a new model

@@ -72,8 +72,6 @@ def squared_distances(queries: torch.Tensor, items: torch.Tensor) -> torch.Tenso
 
 
 class AttRec(nn.Module):
-    reads_context = True
-
     def __init__(self, config: AttRecConfig):
         super().__init__()
         self.config = config

@@ -48,7 +48,7 @@ class BERT4Rec(nn.Module):
         )
         self.apply(init_weights)
 
-    def encode(self, seqs: torch.Tensor) -> torch.Tensor:
+    def encode(self, seqs: torch.Tensor, context: SequenceBatch | None = None) -> torch.Tensor:
         length = seqs.shape[1]
         if length > self.config.max_seq_len:
             raise ValueError(f"sequence length {length} > max_seq_len {self.config.max_seq_len}")
@@ -67,8 +67,9 @@ class BERT4Rec(nn.Module):
         mask_column = torch.full_like(seqs[:, :1], self.mask_id)
         return torch.cat([seqs[:, 1:], mask_column], dim=1)
 
-    def score_all(self, seqs: torch.Tensor) -> torch.Tensor:
-        """Scores of every item for the next step: ``[B, n_items]`` (column c = item id c + 1)."""
+    def score_all(self, seqs: torch.Tensor, context: SequenceBatch | None = None) -> torch.Tensor:
+        """Scores of every item for the next step: ``[B, n_items]`` (column c = item id c + 1);
+        BERT4Rec reads no per-event context."""
         vectors = self.predict_vectors(self.encode(self.append_mask(seqs))[:, -1])
         return vectors @ self.item_emb.weight[1 : self.config.n_items + 1].T
 

@@ -4,8 +4,8 @@ item + learned positional embeddings -> causal Transformer encoder ->
 prediction layer (FC + GELU; ``prediction_layer=False`` drops it, as RecBole's
 SASRec does) -> dot product with the item embedding table.
 ``feedback_embedding=True`` adds a learned embedding of each input event's skip flag, so
-the model knows which of the items it reads the user rejected (it then ``reads_context``:
-scoring needs the batch the windows come from).
+the model knows which of the items it reads the user rejected (scoring then needs the batch
+the windows come from as ``context``).
 Training target of position t = the next non-skipped item after t (``next_positive``), or
 the next event (``next_item``; ``training.data``).
 """
@@ -50,10 +50,6 @@ class SASRec(nn.Module):
             nn.Sequential(nn.Linear(config.hidden, config.hidden), nn.GELU()) if config.prediction_layer else nn.Identity()
         )
         self.apply(init_weights)
-
-    @property
-    def reads_context(self) -> bool:
-        return self.feedback_emb is not None
 
     def encode(self, seqs: torch.Tensor, context: SequenceBatch | None = None) -> torch.Tensor:
         """``seqs`` ``[B, L]`` left-padded ids -> hidden states ``[B, L, D]``; ``context``: the

@@ -16,8 +16,8 @@ the entropy regulariser and the gate metrics.
 
 Event context and user features are optional: ``score_all(seqs)`` works from ids
 alone (context rows then use the "unknown" skip embedding and completion 0).
-The shared evaluation / inference pass the ``SequenceBatch`` as ``context``
-because ``reads_context`` is True; ``attach_users`` binds the user ids (and
+The shared evaluation / inference pass the ``SequenceBatch`` as ``context``;
+``attach_users`` binds the user ids (and
 features) that ``context.user_index`` refers to.
 """
 
@@ -120,8 +120,6 @@ class PairHead(nn.Module):
 
 class SMoEBST(nn.Module):
     causal = True
-    reads_context = True
-
     def __init__(self, config: SMoEBSTConfig):
         super().__init__()
         if len(config.experts) != len(config.expert_windows):

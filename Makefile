@@ -61,7 +61,7 @@ bench-training: install .venv-bench/.installed
 	mkdir -p bench_results
 	$(PY) -m benchmarks.training_bench --dataset ml-100k --epochs 60 --recbole-epochs 12 --patience 5 --encore-prediction-layer --out bench_results/training.json
 
-.PHONY: bench-spark-cluster bench-ddp cluster-up cluster-down cluster-status
+.PHONY: bench-spark-cluster bench-ddp bench-search cluster-up cluster-down cluster-status
 
 ## Scale-out (README "Scale-out"): the Spark jobs at 10M events on a standalone cluster of 1 and 2 workers
 ## (1 core each) beside local[1], local[2] and DuckDB in one run; SASRec on 2 torchrun processes vs 1.
@@ -83,6 +83,13 @@ cluster-down: install
 
 cluster-status: install
 	$(PY) -m spark_jobs.cluster status
+
+## Optuna search of SASRec's settings on MovieLens-100k under RecBole's protocol (README "Which models
+## compete"); objective = validation NDCG@10, median pruning, 12 trials; table + bench_results/sasrec_search_*.json
+bench-search: install
+	$(PY) -m pip install --quiet -e '.[test,search]'
+	mkdir -p bench_results
+	$(PY) -m benchmarks.sasrec_search --dataset ml-100k --protocol recbole --sequence-events 1000 --trials 12 --epochs 40 --seed 0
 
 ## Model experiments (mean +- std over 3 seeds), tables printed and saved under bench_results/.
 experiments: install

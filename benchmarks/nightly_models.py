@@ -47,6 +47,8 @@ CONFIGS: dict[str, dict] = {
     "sasrec_long_input_batch16": dict(max_seq_len=200, batch_size=16),
     "sasrec_dropout05_batch16": dict(dropout=0.5, batch_size=16),
     "sasrec_batch16_patience8": dict(batch_size=16, patience=8),
+    "sasrec_batch8": dict(batch_size=8),
+    "sasrec_stride10": dict(window_stride=10),
 }
 # registry models fitted with the nightly's own settings (the config's training section)
 MODELS = ("most_pop", "item_knn", "session_knn", "wrmf", "wrmf_neg", "smoe_bst")

@@ -161,9 +161,14 @@ def test_train_model_tracks_registers_and_serves(cfg, toy):
 
     from training.train import train_model
 
+    epochs_seen = {}
     out = train_model(cfg, "2026-10-30", "sasrec", data=toy, dataset="toy", epochs=2, contrastive="item",
-                      progress=False, **{k: v for k, v in SMALL.items()})
+                      progress=False, on_epoch_end=lambda epoch, row: epochs_seen.update({epoch: row}),
+                      **{k: v for k, v in SMALL.items()})
     assert out["model_name"] == "sasrec+cl_item" and out["model_version"] == "1"
+    # the caller's hook sees every epoch's validation metrics; the result is the best epoch's
+    assert sorted(epochs_seen) == [1, 2]
+    assert out["valid"]["ndcg@10"] == pytest.approx(epochs_seen[out["best_epoch"]]["valid_ndcg@10"], abs=1e-6)
     assert 0.0 <= out["test"]["ndcg@10"] <= 1.0 and "skip_mrr" in out["valid"]
 
     mlflow.set_tracking_uri(cfg.paths.mlflow_tracking_uri)
@@ -196,6 +201,25 @@ def test_train_model_tracks_registers_and_serves(cfg, toy):
     assert plain["scores"][0] == unskipped["scores"][0] != skipped["scores"][0]
     with pytest.raises(Exception, match="is_skip has 1 flags for 3 item_ids"):
         pyfunc.predict(pd.DataFrame({"item_ids": [history], "is_skip": [[True]]}), params={"k": 4})
+
+
+def test_an_epoch_hook_that_raises_stops_training(cfg, toy):
+    """How benchmarks.sasrec_search prunes a trial: its hook raises after an epoch."""
+    from training.train import train_model
+
+    class Pruned(Exception):
+        pass
+
+    calls = []
+
+    def prune(epoch, row):
+        calls.append(epoch)
+        raise Pruned(f"epoch {epoch}")
+
+    with pytest.raises(Pruned, match="epoch 1"):
+        train_model(cfg, "2026-10-30", "sasrec", data=toy, dataset="toy-pruned", epochs=3, contrastive="none",
+                    progress=False, register=False, resume=False, on_epoch_end=prune, **SMALL)
+    assert calls == [1]
 
 
 def test_cli_reports_bad_configuration(cfg, capsys):

@@ -21,6 +21,7 @@ import datetime as dt
 import json
 import sys
 from pathlib import Path
+from typing import Callable
 
 from encore.core.config import ConfigError, EncoreConfig, load_config
 from training import distributed
@@ -39,6 +40,7 @@ def train_model(
     dataset: str | None = None,
     register: bool = True,
     resume: bool = True,
+    on_epoch_end: Callable[[int, dict[str, float]], None] | None = None,
     **overrides,
 ) -> dict:
     """Fit ``model_name`` on the run date's marts (or on ``data``), log to MLflow, register the
@@ -46,9 +48,11 @@ def train_model(
 
     ``overrides``: any ``TrainSettings`` field (epochs, lr, contrastive, seed, ...), model
     config field (hidden, layers, heads, dropout, ...) or objective setting the model's spec
-    takes; anything else is rejected. ``None`` = config. Returns ``run_id``, ``model_name``
-    (variant), ``model_version``, ``valid`` and ``test`` metric dicts, ``best_epoch``,
-    ``model_runs_path`` and any extra evaluation (S-MoE-BST: ``phns_hard``, ``easy``).
+    takes; anything else is rejected. ``None`` = config. ``on_epoch_end(epoch, row)``: called
+    with each epoch's losses and validation metrics after they are logged (a search prunes
+    there). Returns ``run_id``, ``model_name`` (variant), ``model_version``, ``valid`` and
+    ``test`` metric dicts, ``best_epoch``, ``model_runs_path`` and any extra evaluation
+    (S-MoE-BST: ``phns_hard``, ``easy``).
     """
     from training import tracking
 
@@ -67,8 +71,13 @@ def train_model(
                             tags={"run_date": run_date.isoformat(), "dataset": dataset, "model": model_name}) as run:
         import mlflow
 
+        def log_epoch(epoch: int, row: dict[str, float]) -> None:
+            tracking.log_epoch(epoch, row)
+            if on_epoch_end:
+                on_epoch_end(epoch, row)
+
         fitted = spec.fit(cfg, run_date, data, dict(overrides), checkpoints=checkpoints, resume=resume,
-                          on_epoch_end=tracking.log_epoch)
+                          on_epoch_end=log_epoch)
         mlflow.set_tag("model_name", fitted.variant)
         mlflow.log_params({**fitted.params, "model": model_name, "variant": fitted.variant,
                            "run_date": run_date.isoformat(), "dataset": dataset, "n_users": data.n_users,

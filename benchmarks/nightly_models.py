@@ -59,25 +59,42 @@ def model_of(name: str) -> str:
 COLUMNS = ("ndcg@10", "hr@10", "mrr@10", "skip_mrr")
 
 
-def run(args) -> dict:
+def prepare_data(dataset: str, protocol: str, sequence_events: int, home: str):
+    """(config, run date, SequenceData) of ``dataset``'s night under ``protocol``, keeping
+    ``sequence_events`` events per user (0 = the config's), in a state dir of its own under
+    ``home`` (the marts differ by protocol and events kept); prepared once, then reused."""
     from benchmarks.datasets import experiment_config, prepared
     from training.data import SequenceData
-    from training.train import train_model
 
     from encore.core.config import SessionConfig
 
-    overrides = {"training": {"user_features": False}}
-    if args.protocol == "recbole":  # every rating an interaction: no rating is negative feedback
+    events = sequence_events or SessionConfig().sequence_events
+    overrides = {"training": {"user_features": False}, "sessions": {"sequence_events": events}}
+    if protocol == "recbole":  # every rating an interaction: no rating is negative feedback
         overrides["labels"] = {"negative_rating_at_most": -1}
-    events = args.sequence_events or SessionConfig().sequence_events
-    overrides["sessions"] = {"sequence_events": events}
-    # the marts differ by protocol and events kept, so each pair gets its own state dir
-    cfg = experiment_config(Path(args.home) / f"{args.dataset}-{args.protocol}-events{events}", **overrides)
+    cfg = experiment_config(Path(home) / f"{dataset}-{protocol}-events{events}", **overrides)
     started = time.perf_counter()
-    run_date = prepared(cfg, args.dataset)
+    run_date = prepared(cfg, dataset)
     data = SequenceData.load(cfg, run_date)
-    print(f"{args.dataset} as of {run_date}: {data.n_users} users, {data.n_items} items "
+    print(f"{dataset} as of {run_date}: {data.n_users} users, {data.n_items} items "
           f"({time.perf_counter() - started:.0f} s to prepare)", flush=True)
+    return cfg, run_date, data
+
+
+def apply_common_options(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Checks and applies the options this CLI shares with ``benchmarks.sasrec_search``."""
+    if args.protocol == "recbole" and args.dataset != "ml-100k":
+        parser.error("--protocol recbole is defined for ml-100k (ratings) only")
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+
+
+def run(args) -> dict:
+    from training.train import train_model
+
+    cfg, run_date, data = prepare_data(args.dataset, args.protocol, args.sequence_events, args.home)
     runs: dict[str, list[dict]] = {}
     for seed in args.seeds:
         for name in [*args.configs, *args.models]:
@@ -97,7 +114,7 @@ def run(args) -> dict:
                   flush=True)
     summary = {name: {c: mean_std([r["test"].get(c, float("nan")) for r in rows]) for c in COLUMNS}
                | {"seconds": mean_std([r["seconds"] for r in rows])} for name, rows in runs.items()}
-    return {"dataset": args.dataset, "protocol": args.protocol, "sequence_events": events,
+    return {"dataset": args.dataset, "protocol": args.protocol, "sequence_events": cfg.sessions.sequence_events,
             "run_date": run_date.isoformat(), "users": data.n_users, "items": data.n_items,
             "seeds": args.seeds, "configs": {n: CONFIGS[n] for n in args.configs}, "runs": runs, "summary": summary}
 
@@ -128,12 +145,7 @@ def main(argv: list[str] | None = None) -> int:
                              "default: the config's)")
     parser.add_argument("--out")
     args = parser.parse_args(argv)
-    if args.protocol == "recbole" and args.dataset != "ml-100k":
-        parser.error("--protocol recbole is defined for ml-100k (ratings) only")
-    if args.threads:
-        import torch
-
-        torch.set_num_threads(args.threads)
+    apply_common_options(parser, args)
     report = run(args)
     out = Path(args.out or f"bench_results/nightly_models_{args.dataset}.json")
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -24,6 +24,8 @@ import json
 import time
 from pathlib import Path
 
+from benchmarks.nightly_models import apply_common_options, prepare_data
+
 # the searched settings (overrides of the config's training section) and their ranges
 SPACE_DOC = {
     "lr": "log-uniform 3e-4 .. 3e-3",
@@ -55,17 +57,9 @@ def sample_settings(trial) -> dict:
 def run(args) -> dict:
     import optuna
 
-    from benchmarks.datasets import experiment_config, prepared
-    from training.data import SequenceData
     from training.train import train_model
 
-    overrides = {"training": {"user_features": False}, "sessions": {"sequence_events": args.sequence_events}}
-    if args.protocol == "recbole":  # every rating an interaction (benchmarks.nightly_models)
-        overrides["labels"] = {"negative_rating_at_most": -1}
-    cfg = experiment_config(Path(args.home) / f"{args.dataset}-{args.protocol}-events{args.sequence_events}", **overrides)
-    run_date = prepared(cfg, args.dataset)
-    data = SequenceData.load(cfg, run_date)
-    print(f"{args.dataset} as of {run_date}: {data.n_users} users, {data.n_items} items", flush=True)
+    cfg, run_date, data = prepare_data(args.dataset, args.protocol, args.sequence_events, args.home)
 
     def objective(trial) -> float:
         settings = sample_settings(trial)
@@ -129,15 +123,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--home", default="/tmp/encore_nightly_models")
     parser.add_argument("--out")
     args = parser.parse_args(argv)
-    if args.protocol == "recbole" and args.dataset != "ml-100k":
-        parser.error("--protocol recbole is defined for ml-100k (ratings) only")
-    if args.threads:
-        import torch
-
-        torch.set_num_threads(args.threads)
-    Path("bench_results").mkdir(exist_ok=True)
+    apply_common_options(parser, args)
+    Path("bench_results").mkdir(exist_ok=True)  # the default --storage lives there
     report = run(args)
     out = Path(args.out or f"bench_results/sasrec_search_{args.study}.json")
+    out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=2, default=str))
     print(markdown(report))
     print(f"best: {report['best']}")

@@ -120,6 +120,7 @@ class PairHead(nn.Module):
 
 class SMoEBST(nn.Module):
     causal = True
+
     def __init__(self, config: SMoEBSTConfig):
         super().__init__()
         if len(config.experts) != len(config.expert_windows):

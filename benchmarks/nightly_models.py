@@ -49,6 +49,13 @@ CONFIGS: dict[str, dict] = {
     "sasrec_batch16_patience8": dict(batch_size=16, patience=8),
     "sasrec_batch8": dict(batch_size=8),
     "sasrec_stride10": dict(window_stride=10),
+    "sasrec_batch16_smoothing01": dict(batch_size=16, label_smoothing=0.1),
+    "sasrec_batch16_lr5e-4": dict(batch_size=16, lr=5e-4),
+    "sasrec_batch16_hidden256": dict(batch_size=16, hidden=256),
+    "sasrec_batch16_ema999": dict(batch_size=16, ema_decay=0.999),
+    "sasrec_batch16_ema999_smoothing01": dict(batch_size=16, ema_decay=0.999, label_smoothing=0.1),
+    "sasrec_batch16_untied": dict(batch_size=16, tied_embeddings=False),
+    "sasrec_batch16_gbce": dict(batch_size=16, loss="gbce", gbce_negatives=256, gbce_calibration=0.75),
 }
 # registry models fitted with the nightly's own settings (the config's training section)
 MODELS = ("most_pop", "item_knn", "session_knn", "wrmf", "wrmf_neg", "smoe_bst")

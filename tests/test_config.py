@@ -45,6 +45,14 @@ def test_env_for_subprocesses_rebuilds_the_same_config(tmp_path):
     assert load_config({}) != cfg  # the test above is not comparing defaults
 
 
+def test_training_loss_options_load_from_env(tmp_path):
+    cfg = load_config({"ENCORE_HOME": str(tmp_path), "ENCORE__TRAINING__LOSS": "gbce",
+                       "ENCORE__TRAINING__GBCE_NEGATIVES": "64", "ENCORE__TRAINING__EMA_DECAY": "0.99",
+                       "ENCORE__TRAINING__TIED_EMBEDDINGS": "false"})
+    assert (cfg.training.loss, cfg.training.gbce_negatives, cfg.training.ema_decay) == ("gbce", 64, 0.99)
+    assert cfg.training.tied_embeddings is False
+
+
 def test_toml_file_then_env(tmp_path):
     toml = tmp_path / "encore.toml"
     toml.write_text('[inference]\nk = 5\n[data]\nn_users = 40\n')
@@ -61,6 +69,8 @@ def test_toml_file_then_env(tmp_path):
         ({"ENCORE__TRAINING__CONTRASTIVE": "both"}, "training.contrastive"),
         ({"ENCORE__TRAINING__HEADS": "3"}, "divisible"),
         ({"ENCORE__SPARK__JIT": "fast"}, "spark.jit must be auto|quick|hot|full"),
+        ({"ENCORE__TRAINING__LOSS": "bce"}, "training.loss must be sampled_softmax|full_softmax|gbce"),
+        ({"ENCORE__TRAINING__EMA_DECAY": "1"}, r"training.ema_decay must be in \[0, 1\)"),
     ],
 )
 def test_bad_values_fail_with_their_name(tmp_path, env, message):

@@ -11,7 +11,14 @@ import torch
 
 from training.data import ItemVocab, SequenceData, history_mask
 from training.evaluation import evaluate_model
-from training.losses import NegativeSampler, full_softmax_loss, sampled_softmax_loss, skip_infonce_loss
+from training.losses import (
+    NegativeSampler,
+    full_softmax_loss,
+    gbce_beta,
+    gbce_loss,
+    sampled_softmax_loss,
+    skip_infonce_loss,
+)
 from training.metrics import candidate_ranks, metrics_from_ranks, ranks_of_all, target_ranks
 from training.models import BERT4Rec, BERT4RecConfig, SASRec, SASRecConfig, build_model
 from toy_data import toy_data, toy_training_examples
@@ -197,6 +204,17 @@ def test_sasrec_without_prediction_layer_scores_the_last_hidden_state():
     assert not any(isinstance(m, torch.nn.Linear) for m in model.prediction.modules())
 
 
+def test_untied_sasrec_scores_against_its_own_output_table():
+    model = build_model("sasrec", 20, max_seq_len=8, hidden=16, layers=1, heads=2, dropout=0.0, prediction_layer=False,
+                        tied_embeddings=False)
+    seqs = torch.tensor([[0, 0, 0, 0, 0, 3, 4, 5]])
+    assert model.item_embeddings() is model.output_emb.weight
+    with torch.no_grad():
+        hidden = model.encode(seqs)[:, -1]
+        assert torch.allclose(model.score_all(seqs), hidden @ model.output_emb.weight[1:21].T, atol=1e-6)
+        assert not torch.allclose(model.score_all(seqs), hidden @ model.item_emb.weight[1:21].T, atol=1e-3)
+
+
 def test_sasrec_feedback_embedding_reads_each_events_skip_flag():
     from training.evaluation import score_batch
 
@@ -276,6 +294,36 @@ def test_sampled_softmax_matches_hand_computation():
     assert sampled_softmax_loss(vectors, targets, table, negatives).item() == pytest.approx(expected, rel=1e-6)
     # full softmax over items 1..3 is the same set here
     assert full_softmax_loss(vectors, targets, table).item() == pytest.approx(expected, rel=1e-6)
+
+
+def test_full_softmax_label_smoothing_spreads_a_share_over_every_item():
+    table = torch.tensor([[0.0, 0.0], [1.0, 0.0], [0.0, 1.0], [1.0, 1.0], [0.0, 0.0]])
+    vectors = torch.tensor([[2.0, 1.0]])  # items 1..3 score 2, 1, 3
+    log_z = math.log(math.exp(2) + math.exp(1) + math.exp(3))
+    nll = [log_z - 2, log_z - 1, log_z - 3]  # -log p of each item
+    expected = 0.9 * nll[0] + 0.1 * sum(nll) / 3  # 10 % of the target's mass spread evenly
+    loss = full_softmax_loss(vectors, torch.tensor([1]), table, label_smoothing=0.1).item()
+    assert loss == pytest.approx(expected, rel=1e-6)
+
+
+def test_gbce_beta_interpolates_between_bce_and_the_sampling_rate():
+    # alpha = 256 / 1681; beta = t * alpha + (1 - t)
+    assert gbce_beta(256, 1682, 0.0) == pytest.approx(1.0)
+    assert gbce_beta(256, 1682, 1.0) == pytest.approx(256 / 1681)
+    assert gbce_beta(256, 1682, 0.75) == pytest.approx(0.25 + 0.75 * 256 / 1681)
+
+
+def test_gbce_matches_hand_computation_and_ignores_a_negative_equal_to_the_target():
+    table = torch.tensor([[0.0, 0.0], [2.0, 0.0], [0.0, 1.0], [-1.0, 0.0], [0.0, 0.0]])  # pad, 3 items, mask
+    vectors = torch.tensor([[1.0, 0.0]])  # items 1..3 score 2, 0, -1
+
+    def softplus(x):
+        return math.log1p(math.exp(x))
+
+    loss = gbce_loss(vectors, torch.tensor([1]), table, torch.tensor([[2, 3]]), beta=0.5).item()
+    assert loss == pytest.approx((0.5 * softplus(-2) + softplus(0) + softplus(-1)) / 3, rel=1e-6)
+    hit = gbce_loss(vectors, torch.tensor([1]), table, torch.tensor([[1, 3]]), beta=0.5).item()
+    assert hit == pytest.approx((0.5 * softplus(-2) + softplus(-1)) / 3, rel=1e-6)
 
 
 def test_sampled_softmax_uses_the_batch_targets_as_negatives():

@@ -30,12 +30,13 @@ def settings(**kw) -> TrainSettings:
     return TrainSettings(**{**base, **kw})
 
 
-def test_sasrec_overfits_a_deterministic_toy_dataset():
+@pytest.mark.parametrize("tied", [True, False])
+def test_sasrec_overfits_a_deterministic_toy_dataset(tied):
     # no skips: the next positive is always the successor of the newest item, so
     # a working causal model must get every validation target right
     clean = toy_data(n_users=32, n_items=20, skip_rate=0.0, seed=1)
     seed_everything(0)
-    model = build_model("sasrec", clean.n_items, **{**SMALL, "dropout": 0.0})
+    model = build_model("sasrec", clean.n_items, **{**SMALL, "dropout": 0.0, "tied_embeddings": tied})
     trainer = Trainer(model, clean, settings(epochs=12, lr=1e-2, loss="full_softmax", eval_exclude="none"))
     result = trainer.fit()
     nll = [row["nll"] for row in result.history]
@@ -47,6 +48,8 @@ def test_sasrec_overfits_a_deterministic_toy_dataset():
     ("sasrec", "item", {}),
     ("bert4rec", "encoder", {}),
     ("sasrec", "item", {"feedback_embedding": True, "lr_schedule": "cosine"}),
+    ("sasrec", "none", {"loss": "gbce", "gbce_negatives": 5}),  # negatives drawn from the restored RNG
+    ("sasrec", "item", {"ema_decay": 0.9}),  # the moving average is checkpointed
 ])
 def test_resume_gives_same_next_epoch_loss(tmp_path, toy, model_name, contrastive, extra):
     model_settings = {k: v for k, v in extra.items() if k == "feedback_embedding"}
@@ -74,6 +77,29 @@ def test_resume_gives_same_next_epoch_loss(tmp_path, toy, model_name, contrastiv
     assert resumed.history[2]["loss"] == pytest.approx(uninterrupted.history[2]["loss"], rel=1e-5)
     assert resumed.history[2]["valid_ndcg@10"] == pytest.approx(uninterrupted.history[2]["valid_ndcg@10"], rel=1e-5)
     assert resumed.history[2]["loss"] != pytest.approx(uninterrupted.history[1]["loss"], rel=1e-5)
+
+
+def test_ema_averages_every_step_and_is_what_is_validated_and_kept(toy):
+    seed_everything(3)
+    model = build_model("sasrec", toy.n_items, **SMALL)
+    trainer = Trainer(model, toy, settings(epochs=1, batch_size=24, ema_decay=0.5))
+    initial = model.item_emb.weight.detach().clone()
+    after_step = []
+    step = trainer.optimizer.step
+
+    def recording_step(*args, **kwargs):
+        step(*args, **kwargs)
+        after_step.append(model.item_emb.weight.detach().clone())
+
+    trainer.optimizer.step = recording_step
+    result = trainer.fit(resume=False)
+    assert len(after_step) == -(-len(trainer.train_split) // 24) >= 2
+    expected = initial  # ema_0 = w_0; ema_t = 0.5 ema_(t-1) + 0.5 w_t
+    for weights in after_step:
+        expected = 0.5 * expected + 0.5 * weights
+    assert torch.allclose(model.item_emb.weight, expected, atol=1e-6)  # the kept (best) weights
+    assert not torch.allclose(expected, after_step[-1], atol=1e-4)
+    assert result.best_valid["ndcg@10"] == pytest.approx(trainer.evaluate()["ndcg@10"])
 
 
 def test_checkpoint_of_other_settings_is_not_resumed(tmp_path, toy):

@@ -7,7 +7,11 @@ All losses take only positions with a target (target id != 0) into account.
   negatives; ``NegativeSampler`` re-draws the N negatives once **per epoch**
   (seed 000), deterministically from (seed, epoch) so a resumed run draws the
   same set. A negative equal to the row's target is masked out.
-* ``full_softmax_loss`` — cross-entropy over all items.
+* ``full_softmax_loss`` — cross-entropy over all items (SASRec+), optionally with label
+  smoothing.
+* ``gbce_loss`` — generalised binary cross-entropy over k uniform negatives per position
+  (gSASRec, Petrov & Macdonald 2023): the positive's term is raised to the power beta, which
+  undoes the overconfidence that sampling k of the catalogue's negatives gives plain BCE.
 * ``skip_infonce_loss`` — skip-informed contrastive term (seed 000/002):
   cosine similarity / temperature between an anchor (encoder output, or the
   embedding of the current item) and the first next non-skipped item, against
@@ -55,11 +59,32 @@ def sampled_softmax_loss(
     return F.cross_entropy(logits, torch.searchsorted(candidates, targets))
 
 
-def full_softmax_loss(vectors: torch.Tensor, targets: torch.Tensor, item_table: torch.Tensor) -> torch.Tensor:
+def full_softmax_loss(vectors: torch.Tensor, targets: torch.Tensor, item_table: torch.Tensor,
+                      label_smoothing: float = 0.0) -> torch.Tensor:
     """Cross-entropy over every item id 1..n_items (padding and mask rows excluded)."""
     n_items = item_table.shape[0] - 2
     logits = vectors @ item_table[1 : n_items + 1].T
-    return F.cross_entropy(logits, targets - 1)
+    return F.cross_entropy(logits, targets - 1, label_smoothing=label_smoothing)
+
+
+def gbce_beta(n_negatives: int, n_items: int, calibration: float) -> float:
+    """gSASRec's beta = alpha * (t * (1 - 1/alpha) + 1/alpha), alpha = k / (n_items - 1) the
+    negative sampling rate and t the calibration: t = 0 is plain BCE (beta = 1), t = 1 makes
+    the sampled loss's optimum the full softmax's probability (beta = alpha)."""
+    alpha = n_negatives / max(1, n_items - 1)
+    return alpha * (calibration * (1 - 1 / alpha) + 1 / alpha)
+
+
+def gbce_loss(vectors: torch.Tensor, targets: torch.Tensor, item_table: torch.Tensor, negatives: torch.Tensor,
+              beta: float) -> torch.Tensor:
+    """``vectors`` ``[N, D]``, ``targets`` ``[N]`` ids, ``negatives`` ``[N, k]`` ids per row ->
+    mean over rows of ``(beta * softplus(-s+) + sum_n softplus(s_n)) / (1 + k)``, i.e. the mean
+    binary cross-entropy of the row's 1 + k scores with ``sigmoid(s+)`` raised to ``beta``
+    (gSASRec). A negative equal to the row's target is left out."""
+    positive = (vectors * item_table[targets]).sum(-1)
+    negative = torch.einsum("nd,nkd->nk", vectors, item_table[negatives])
+    negative_terms = F.softplus(negative).masked_fill(negatives == targets[:, None], 0.0).sum(-1)
+    return ((beta * F.softplus(-positive) + negative_terms) / (1 + negatives.shape[1])).mean()
 
 
 def skip_infonce_loss(
@@ -93,10 +118,16 @@ def skip_infonce_loss(
 
 @dataclass
 class LossSettings:
-    loss: str = "sampled_softmax"  # sampled_softmax | full_softmax
+    loss: str = "sampled_softmax"  # sampled_softmax | full_softmax | gbce
     contrastive: str = "none"  # none | item | encoder
     cl_weight: float = 0.5
     cl_temperature: float = 0.1
+    label_smoothing: float = 0.0  # full_softmax
+    gbce_negatives: int = 256  # gbce: uniform negatives per position, drawn at every step
+    gbce_calibration: float = 0.75  # gbce: t (gSASRec's default)
+
+
+LOSSES = ("sampled_softmax", "full_softmax", "gbce")
 
 
 @dataclass
@@ -129,7 +160,12 @@ def sequence_model_loss(
             raise ValueError("sampled_softmax needs the epoch's negatives")
         nll = sampled_softmax_loss(vectors, targets[has_target], table, negatives.to(vectors.device))
     elif settings.loss == "full_softmax":
-        nll = full_softmax_loss(vectors, targets[has_target], table)
+        nll = full_softmax_loss(vectors, targets[has_target], table, settings.label_smoothing)
+    elif settings.loss == "gbce":
+        n_items = table.shape[0] - 2
+        drawn = torch.randint(1, n_items + 1, (vectors.shape[0], settings.gbce_negatives), device=vectors.device)
+        beta = gbce_beta(settings.gbce_negatives, n_items, settings.gbce_calibration)
+        nll = gbce_loss(vectors, targets[has_target], table, drawn, beta)
     else:
         raise ValueError(f"unknown loss {settings.loss!r}")
 

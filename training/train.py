@@ -146,13 +146,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", default="sasrec", choices=sorted(MODEL_NAMES))
     parser.add_argument("--run-date", required=True)
     parser.add_argument("--contrastive", choices=["none", "item", "encoder"])
-    parser.add_argument("--loss", choices=["sampled_softmax", "full_softmax"])
+    parser.add_argument("--loss", choices=["sampled_softmax", "full_softmax", "gbce"])
     parser.add_argument("--train-target", choices=["next_positive", "next_item"],
                         help="training target: next non-skipped item (default) or every next item")
     for name, kind in [("epochs", int), ("batch-size", int), ("lr", float), ("weight-decay", float),
                        ("n-sampled", int), ("cl-weight", float), ("cl-temperature", float), ("patience", int),
                        ("seed", int), ("max-seq-len", int), ("hidden", int), ("layers", int), ("heads", int),
-                       ("dropout", float), ("window-stride", int)]:
+                       ("dropout", float), ("window-stride", int), ("label-smoothing", float),
+                       ("gbce-negatives", int), ("gbce-calibration", float), ("ema-decay", float)]:
         parser.add_argument(f"--{name}", type=kind)
     parser.add_argument("--phns-mix", type=str.upper,
                         help="S-MoE-BST: HARD | MEDIUM | EASY | UNIFORM (no PHNS); default phns.default_mix")

@@ -1,6 +1,8 @@
 """Training loop shared by the sequence models.
 
 AdamW, validation NDCG@10 after every epoch, early stopping with ``patience``,
+optionally an exponential moving average of the weights (``ema_decay`` > 0: updated after every
+step; validation, ``best.pt`` and the returned model use the averaged weights),
 and a checkpoint after every epoch (``last.pt``: model, optimizer, epoch, RNG
 states, best metric; ``best.pt``: the best weights). ``fit(resume=True)``
 continues from ``last.pt``: the epoch's shuffle and sampled negatives derive
@@ -36,7 +38,7 @@ from encore.core.config import ConfigError, TrainingConfig
 from training import distributed
 from training.data import TRAIN_TARGETS, SequenceData
 from training.evaluation import EXCLUDE_MODES, autocast_context, evaluate_model
-from training.losses import LossSettings, NegativeSampler, sequence_model_loss
+from training.losses import LOSSES, LossSettings, NegativeSampler, sequence_model_loss
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +73,10 @@ class TrainSettings:
     train_target: str = "next_positive"  # next_positive (seeds' task) | next_item (skips are targets too)
     loss: str = "sampled_softmax"
     n_sampled: int = 1000
+    label_smoothing: float = 0.0
+    gbce_negatives: int = 256
+    gbce_calibration: float = 0.75
+    ema_decay: float = 0.0  # > 0: evaluate and keep an exponential moving average of the weights
     contrastive: str = "none"
     cl_weight: float = 0.5
     cl_temperature: float = 0.1
@@ -103,7 +109,11 @@ class TrainSettings:
             (0 <= self.warmup_share < 1, "warmup_share must be in [0, 1)"),
             (self.max_seq_len >= 2, "max_seq_len must be >= 2"),
             (0 <= self.window_stride < self.max_seq_len, "window_stride must be in [0, max_seq_len - 1]"),
-            (self.loss in {"sampled_softmax", "full_softmax"}, "loss must be sampled_softmax|full_softmax"),
+            (self.loss in LOSSES, f"loss must be one of {'|'.join(LOSSES)}"),
+            (0 <= self.label_smoothing < 1, "label_smoothing must be in [0, 1)"),
+            (self.gbce_negatives >= 1, "gbce_negatives must be >= 1"),
+            (0 <= self.gbce_calibration <= 1, "gbce_calibration must be in [0, 1]"),
+            (0 <= self.ema_decay < 1, "ema_decay must be in [0, 1)"),
             (self.train_target in TRAIN_TARGETS, f"train_target must be one of {'|'.join(TRAIN_TARGETS)}"),
             (self.n_sampled >= 1, "n_sampled must be >= 1"),
             (self.contrastive in {"none", "item", "encoder"}, "contrastive must be none|item|encoder"),
@@ -119,7 +129,8 @@ class TrainSettings:
             raise ConfigError("training.device=cuda but no CUDA device is available")
 
     def loss_settings(self) -> LossSettings:
-        return LossSettings(self.loss, self.contrastive, self.cl_weight, self.cl_temperature)
+        return LossSettings(self.loss, self.contrastive, self.cl_weight, self.cl_temperature,
+                            self.label_smoothing, self.gbce_negatives, self.gbce_calibration)
 
 
 @dataclass
@@ -215,6 +226,9 @@ class Trainer:
             self.checkpoint_dir.mkdir(parents=True, exist_ok=True)
         self.on_epoch_end = on_epoch_end
         self.objective = objective
+        # the moving average of every floating-point state entry (parameters and buffers)
+        self.ema = ({k: v.detach().clone() for k, v in self.model.state_dict().items() if v.is_floating_point()}
+                    if settings.ema_decay > 0 else None)
 
     # ---- one epoch ----------------------------------------------------------------
 
@@ -250,6 +264,8 @@ class Trainer:
             total.backward()
             distributed.average_gradients(parameters)
             self.optimizer.step()
+            if self.ema is not None:
+                self._update_ema()
             for name, value in values.items():
                 sums[name] = sums.get(name, 0.0) + value.item()
         means = {name: value / n_batches for name, value in sums.items()}
@@ -257,7 +273,31 @@ class Trainer:
             means.update(self.objective.epoch_metrics())
         return distributed.mean_over_ranks(means)
 
+    @torch.no_grad()
+    def _update_ema(self) -> None:
+        decay = self.settings.ema_decay
+        state = self.model.state_dict()
+        for name, average in self.ema.items():
+            average.mul_(decay).add_(state[name].detach(), alpha=1 - decay)
+
+    def averaged_state(self) -> dict[str, torch.Tensor]:
+        """The weights that are evaluated and kept: the moving average with ``ema_decay``, else the model's."""
+        state = self.model.state_dict()
+        if self.ema is None:
+            return state
+        return {k: self.ema.get(k, v) for k, v in state.items()}
+
     def evaluate(self, split: str = "valid") -> dict[str, float]:
+        if self.ema is not None:  # score the averaged weights, then put the training weights back
+            training_weights = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+            self.model.load_state_dict(self.averaged_state())
+            try:
+                return self._evaluate(split)
+            finally:
+                self.model.load_state_dict(training_weights)
+        return self._evaluate(split)
+
+    def _evaluate(self, split: str) -> dict[str, float]:
         data = self.valid_split if split == "valid" else self.data.split(split, self.settings.max_seq_len)
         return evaluate_model(
             self.model,
@@ -292,9 +332,9 @@ class Trainer:
                 if valid[VALID_METRIC] > state["best"]:
                     state.update(best=valid[VALID_METRIC], best_epoch=epoch, bad_epochs=0)
                     if self.checkpoint_dir:
-                        _atomic_save({"model": self.model.state_dict()}, self.checkpoint_dir / "best.pt")
+                        _atomic_save({"model": self.averaged_state()}, self.checkpoint_dir / "best.pt")
                     else:
-                        self._best_weights = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+                        self._best_weights = {k: v.detach().clone() for k, v in self.averaged_state().items()}
                 else:
                     state["bad_epochs"] += 1
                 state["epoch"] = epoch
@@ -356,6 +396,7 @@ class Trainer:
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "rng": _rng_state(),
+            "ema": self.ema,
             "n_items": self.n_items,
             "fingerprint": self.fingerprint(),
             "state": state,
@@ -373,6 +414,8 @@ class Trainer:
             )
         self.model.load_state_dict(checkpoint["model"])
         self.optimizer.load_state_dict(checkpoint["optimizer"])
+        if self.ema is not None:
+            self.ema = {k: v.to(self.device) for k, v in checkpoint["ema"].items()}
         by_rank = checkpoint.get("rng_by_rank", [checkpoint["rng"]])
         if len(by_rank) == distributed.world_size():
             _set_rng_state(by_rank[distributed.rank()])

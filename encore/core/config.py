@@ -161,15 +161,21 @@ class TrainingConfig:
     dropout: float = 0.2
     prediction_layer: bool = False  # SASRec / BERT4Rec: FC + GELU before the dot product (seed 000's)
     feedback_embedding: bool = True  # SASRec: embed each input event's skip flag beside its item
+    tied_embeddings: bool = True  # SASRec: score against the input item embeddings; False = an output table (gSASRec)
     max_seq_len: int = 50
     all_train_windows: bool = True  # a history longer than max_seq_len trains on all its windows
     window_stride: int = 0  # events between those windows' ends; 0 = max_seq_len - 1 (windows do not overlap)
     train_target: str = "next_positive"  # next_positive (seeds' task) | next_item (skipped events are targets too)
     user_features: bool = True  # S-MoE-BST reads the dbt user_features mart of the run date
     # full_softmax: cross-entropy over the whole catalogue (SASRec+); sampled_softmax (n_sampled
-    # shared negatives) for catalogues too large to score every item at every position
-    loss: str = "full_softmax"  # full_softmax | sampled_softmax
+    # shared negatives) for catalogues too large to score every item at every position; gbce
+    # (gSASRec): binary cross-entropy over gbce_negatives uniform negatives per position, calibrated by t
+    loss: str = "full_softmax"  # full_softmax | sampled_softmax | gbce
     n_sampled: int = 1000
+    label_smoothing: float = 0.0  # full_softmax
+    gbce_negatives: int = 256
+    gbce_calibration: float = 0.75
+    ema_decay: float = 0.0  # > 0: validate, keep and publish an exponential moving average of the weights
     contrastive: str = "item"  # none | item | encoder
     cl_weight: float = 0.5
     cl_temperature: float = 0.1
@@ -432,7 +438,12 @@ def _validate(cfg: EncoreConfig) -> None:
          f"phns.default_mix must be UNIFORM or one of {sorted(cfg.phns.mixes)}"),
         (all(0 <= v <= 1 for v in cfg.phns.mixes.values()), "phns.mixes shares must be in [0,1]"),
         (cfg.training.contrastive in {"none", "item", "encoder"}, "training.contrastive must be none|item|encoder"),
-        (cfg.training.loss in {"sampled_softmax", "full_softmax"}, "training.loss must be sampled_softmax|full_softmax"),
+        (cfg.training.loss in {"sampled_softmax", "full_softmax", "gbce"},
+         "training.loss must be sampled_softmax|full_softmax|gbce"),
+        (0 <= cfg.training.label_smoothing < 1, "training.label_smoothing must be in [0, 1)"),
+        (cfg.training.gbce_negatives >= 1, "training.gbce_negatives must be >= 1"),
+        (0 <= cfg.training.gbce_calibration <= 1, "training.gbce_calibration must be in [0, 1]"),
+        (0 <= cfg.training.ema_decay < 1, "training.ema_decay must be in [0, 1)"),
         (cfg.training.device in {"auto", "cpu", "cuda"}, "training.device must be auto|cpu|cuda"),
         (cfg.training.hidden % cfg.training.heads == 0, "training.hidden must be divisible by training.heads"),
         (cfg.inference.k > 0, "inference.k must be positive"),

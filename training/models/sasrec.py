@@ -3,6 +3,8 @@
 item + learned positional embeddings -> causal Transformer encoder ->
 prediction layer (FC + GELU; ``prediction_layer=False`` drops it, as RecBole's
 SASRec does) -> dot product with the item embedding table.
+``tied_embeddings=False`` scores items against an output embedding table of their own instead
+of the input one (gSASRec's ``reuse_item_embeddings=False``).
 ``feedback_embedding=True`` adds a learned embedding of each input event's skip flag, so
 the model knows which of the items it reads the user rejected (scoring then needs the batch
 the windows come from as ``context``).
@@ -32,6 +34,7 @@ class SASRecConfig:
     dropout: float = 0.2
     prediction_layer: bool = True  # the seed's FC + GELU before the dot product; False = dot product only
     feedback_embedding: bool = False  # add an embedding of each input event's skip flag
+    tied_embeddings: bool = True  # score against the input item embeddings (SASRec); False = an output table
 
 
 class SASRec(nn.Module):
@@ -42,6 +45,9 @@ class SASRec(nn.Module):
         self.config = config
         # rows: 0 = padding, 1..n_items = items, n_items + 1 = mask (unused here; keeps tables alike)
         self.item_emb = nn.Embedding(config.n_items + 2, config.hidden, padding_idx=PAD_ID)
+        self.output_emb = (
+            None if config.tied_embeddings else nn.Embedding(config.n_items + 2, config.hidden, padding_idx=PAD_ID)
+        )
         self.pos_emb = nn.Embedding(config.max_seq_len, config.hidden)
         self.feedback_emb = nn.Embedding(2, config.hidden) if config.feedback_embedding else None
         self.emb_dropout = nn.Dropout(config.dropout)
@@ -69,12 +75,13 @@ class SASRec(nn.Module):
         return self.prediction(hidden)
 
     def item_embeddings(self) -> torch.Tensor:
-        return self.item_emb.weight
+        """The table items are scored against (the input table unless untied)."""
+        return (self.item_emb if self.output_emb is None else self.output_emb).weight
 
     def score_all(self, seqs: torch.Tensor, context: SequenceBatch | None = None) -> torch.Tensor:
         """Scores of every item for the next step: ``[B, n_items]`` (column c = item id c + 1)."""
         vectors = self.predict_vectors(self.encode(seqs, context)[:, -1])
-        return vectors @ self.item_emb.weight[1 : self.config.n_items + 1].T
+        return vectors @ self.item_embeddings()[1 : self.config.n_items + 1].T
 
     def training_inputs(self, batch: SequenceBatch) -> tuple[torch.Tensor, torch.Tensor]:
         """(model input, per-position target) for the NLL: next positive item."""

@@ -61,13 +61,19 @@ bench-training: install .venv-bench/.installed
 	mkdir -p bench_results
 	$(PY) -m benchmarks.training_bench --dataset ml-100k --epochs 60 --recbole-epochs 12 --patience 5 --encore-prediction-layer --out bench_results/training.json
 
-.PHONY: bench-spark-cluster bench-ddp bench-search cluster-up cluster-down cluster-status
+.PHONY: bench-spark-cluster bench-ddp bench-search bench-mssd cluster-up cluster-down cluster-status
 
 ## Scale-out (README "Scale-out"): the Spark jobs at 10M events on a standalone cluster of 1 and 2 workers
 ## (1 core each) beside local[1], local[2] and DuckDB in one run; SASRec on 2 torchrun processes vs 1.
 bench-spark-cluster: install
 	mkdir -p bench_results
 	$(PY) -m benchmarks.spark_bench --events 10000000 --cluster 1 2 --out bench_results/spark_cluster.json
+
+## The outcome models on an MSSD-format file (README "p_skip and predicted_completion"): the default generated
+## music sessions written in MSSD's column layout, ingested with --source mssd and run as one night.
+bench-mssd: install
+	mkdir -p bench_results
+	$(PY) -m benchmarks.mssd_format --out bench_results/mssd_format.json
 
 bench-ddp: install
 	mkdir -p bench_results

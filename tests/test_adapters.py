@@ -252,3 +252,28 @@ def test_source_names_that_could_leave_the_landing_zone_are_rejected(cfg, tmp_pa
     assert exit_.value.code == 2 and "is not allowed" in capsys.readouterr().err
     assert not Path(cfg.paths.landing).exists()
     assert not (Path(cfg.paths.home).parent / "x").exists()
+
+
+def test_benchmark_mssd_writer_round_trips_through_the_adapter(tmp_path):
+    """benchmarks.mssd_format writes generated sessions as MSSD rows; the adapter must read back
+    each track's session, order and skip level (cumulative flags: the first true one decides)."""
+    import pandas as pd
+
+    from benchmarks.mssd_format import MSSD_COLUMNS, mssd_frame
+
+    ts = pd.to_datetime(["2026-10-01 10:00:05", "2026-10-01 10:00:01", "2026-10-01 10:03:00",
+                         "2026-10-01 23:59:59"], utc=True)
+    events = pd.DataFrame({"session_id": ["b", "a", "a", "b"], "item_id": ["t3", "t1", "t2", "t4"], "ts": ts,
+                           "skip_level": [2, 0, 1, 3]})
+    frame = mssd_frame(events)
+    assert list(frame.columns) == list(MSSD_COLUMNS)
+    assert frame[["session_id", "session_position", "session_length", "track_id_clean"]].values.tolist() == [
+        ["a", 1, 2, "t1"], ["a", 2, 2, "t2"], ["b", 1, 2, "t3"], ["b", 2, 2, "t4"]]
+    assert frame[["skip_1", "skip_2", "skip_3", "not_skipped"]].values.tolist() == [
+        [False, False, False, True], [True, True, True, False], [False, True, True, False], [False, False, True, False]]
+    assert frame[["hour_of_day", "date"]].values.tolist()[-1] == [23, "2026-10-01"]
+    frame.to_csv(tmp_path / "log.csv", index=False)
+    table = read_mssd(tmp_path / "log.csv").to_pandas()
+    assert table[["user_id", "item_id", "skip_level"]].values.tolist() == [
+        ["a", "t1", 0], ["a", "t2", 1], ["b", "t3", 2], ["b", "t4", 3]]
+    assert table["parse_error"].isna().all()

@@ -26,12 +26,7 @@ from pathlib import Path
 
 import pandas as pd
 
-MSSD_COLUMNS = ("session_id", "session_position", "session_length", "track_id_clean", "skip_1", "skip_2", "skip_3",
-                "not_skipped", "context_switch", "no_pause_before_play", "short_pause_before_play",
-                "long_pause_before_play", "hist_user_behavior_n_seekfwd", "hist_user_behavior_n_seekback",
-                "hist_user_behavior_is_shuffle", "hour_of_day", "date", "premium", "context_type",
-                "hist_user_behavior_reason_start", "hist_user_behavior_reason_end")
-
+from encore.ingest.adapters import MSSD_COLUMNS
 
 def mssd_frame(events: pd.DataFrame) -> pd.DataFrame:
     """Generated music events (session_id, item_id, ts, skip_level) as MSSD log rows; the columns

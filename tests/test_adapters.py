@@ -259,7 +259,8 @@ def test_benchmark_mssd_writer_round_trips_through_the_adapter(tmp_path):
     each track's session, order and skip level (cumulative flags: the first true one decides)."""
     import pandas as pd
 
-    from benchmarks.mssd_format import MSSD_COLUMNS, mssd_frame
+    from benchmarks.mssd_format import mssd_frame
+    from encore.ingest.adapters import MSSD_COLUMNS
 
     ts = pd.to_datetime(["2026-10-01 10:00:05", "2026-10-01 10:00:01", "2026-10-01 10:03:00",
                          "2026-10-01 23:59:59"], utc=True)

@@ -23,6 +23,7 @@ import pytest
 from encore.core import lake
 from encore.core.config import load_config
 from encore import cli
+from encore.ingest.adapters import MSSD_COLUMNS
 
 pytestmark = pytest.mark.slow
 
@@ -97,15 +98,10 @@ def test_movielens_publishes_its_own_last_three_days(movielens):
 
 def _mssd_log(path: Path, days: list[str], sessions_per_day: int = 60, seed: int = 0) -> None:
     """An MSSD training log in the public column layout, dates re-saved day first (15/07/2018)."""
-    columns = ["session_id", "session_position", "session_length", "track_id_clean", "skip_1", "skip_2", "skip_3",
-               "not_skipped", "context_switch", "no_pause_before_play", "short_pause_before_play",
-               "long_pause_before_play", "hist_user_behavior_n_seekfwd", "hist_user_behavior_n_seekback",
-               "hist_user_behavior_is_shuffle", "hour_of_day", "date", "premium", "context_type",
-               "hist_user_behavior_reason_start", "hist_user_behavior_reason_end"]
     rng = np.random.default_rng(seed)
     with open(path, "w", newline="") as fh:
         out = csv.writer(fh)
-        out.writerow(columns)
+        out.writerow(MSSD_COLUMNS)
         for day in days:
             year, month, dom = day.split("-")
             for s in range(sessions_per_day):

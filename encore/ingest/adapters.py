@@ -64,6 +64,12 @@ from encore.core.contracts import LANDING_EVENT, RAW_EVENT_COLUMNS, REQUIRED_RAW
 log = logging.getLogger(__name__)
 
 MSSD_REQUIRED = ("session_id", "session_position", "track_id_clean", "skip_1", "skip_2", "skip_3", "hour_of_day", "date")
+# the public training logs' full layout (the adapter needs only MSSD_REQUIRED)
+MSSD_COLUMNS = ("session_id", "session_position", "session_length", "track_id_clean", "skip_1", "skip_2", "skip_3",
+                "not_skipped", "context_switch", "no_pause_before_play", "short_pause_before_play",
+                "long_pause_before_play", "hist_user_behavior_n_seekfwd", "hist_user_behavior_n_seekback",
+                "hist_user_behavior_is_shuffle", "hour_of_day", "date", "premium", "context_type",
+                "hist_user_behavior_reason_start", "hist_user_behavior_reason_end")
 LASTFM_COLUMNS = ("userid", "timestamp", "artid", "artname", "traid", "traname")
 MOVIELENS_COLUMNS = ("user_id", "item_id", "rating", "timestamp")
 RECBOLE_COLUMNS = {"user_id:token": "user_id", "item_id:token": "item_id", "rating:float": "rating", "timestamp:float": "timestamp"}

@@ -28,6 +28,7 @@ import pandas as pd
 
 from encore.ingest.adapters import MSSD_COLUMNS
 
+
 def mssd_frame(events: pd.DataFrame) -> pd.DataFrame:
     """Generated music events (session_id, item_id, ts, skip_level) as MSSD log rows; the columns
     the generator has no counterpart for get constant, valid values."""

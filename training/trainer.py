@@ -129,8 +129,7 @@ class TrainSettings:
             raise ConfigError("training.device=cuda but no CUDA device is available")
 
     def loss_settings(self) -> LossSettings:
-        return LossSettings(self.loss, self.contrastive, self.cl_weight, self.cl_temperature,
-                            self.label_smoothing, self.gbce_negatives, self.gbce_calibration)
+        return LossSettings(**{f.name: getattr(self, f.name) for f in dataclasses.fields(LossSettings)})
 
 
 @dataclass

@@ -59,7 +59,7 @@ def query(cfg: EncoreConfig, sql: str, params: Sequence = ()) -> pa.Table:
     if cfg.deploy.warehouse == "duckdb":
         try:
             with connect(cfg, read_only=True) as con:
-                return con.execute(sql, list(params)).to_arrow_table()
+                return con.sql(sql, params=list(params)).to_arrow_table()
         except duckdb.Error as exc:
             raise WarehouseError(f"DuckDB warehouse {cfg.paths.warehouse}: {exc}") from exc
     try:

@@ -56,6 +56,14 @@ CONFIGS: dict[str, dict] = {
     "sasrec_batch16_ema999_smoothing01": dict(batch_size=16, ema_decay=0.999, label_smoothing=0.1),
     "sasrec_batch16_untied": dict(batch_size=16, tied_embeddings=False),
     "sasrec_batch16_gbce": dict(batch_size=16, loss="gbce", gbce_negatives=256, gbce_calibration=0.75),
+    "sasrec_batch16_stride25": dict(batch_size=16, window_stride=25),
+    "sasrec_batch16_stride10": dict(batch_size=16, window_stride=10),
+    "sasrec_batch16_lr2e-3": dict(batch_size=16, lr=2e-3),
+    "sasrec_batch16_layers1": dict(batch_size=16, layers=1),
+    "sasrec_batch16_layers3": dict(batch_size=16, layers=3),
+    "sasrec_batch16_exclude_seen": dict(batch_size=16, exclude_seen=True),
+    "sasrec_batch16_cosine": dict(batch_size=16, lr_schedule="cosine"),
+    "sasrec_batch16_duorec": dict(batch_size=16, contrastive="dropout", cl_weight=0.1, cl_temperature=1.0),
 }
 # registry models fitted with the nightly's own settings (the config's training section)
 MODELS = ("most_pop", "item_knn", "session_knn", "wrmf", "wrmf_neg", "smoe_bst")

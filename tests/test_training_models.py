@@ -13,10 +13,13 @@ from training.data import ItemVocab, SequenceData, history_mask
 from training.evaluation import evaluate_model
 from training.losses import (
     NegativeSampler,
+    dropout_infonce_loss,
     full_softmax_loss,
     gbce_beta,
     gbce_loss,
+    last_target_positions,
     sampled_softmax_loss,
+    seen_items,
     skip_infonce_loss,
 )
 from training.metrics import candidate_ranks, metrics_from_ranks, ranks_of_all, target_ranks
@@ -304,6 +307,47 @@ def test_full_softmax_label_smoothing_spreads_a_share_over_every_item():
     expected = 0.9 * nll[0] + 0.1 * sum(nll) / 3  # 10 % of the target's mass spread evenly
     loss = full_softmax_loss(vectors, torch.tensor([1]), table, label_smoothing=0.1).item()
     assert loss == pytest.approx(expected, rel=1e-6)
+
+
+def test_full_softmax_without_seen_items_drops_them_but_never_the_target():
+    table = torch.tensor([[0.0, 0.0], [1.0, 0.0], [0.0, 1.0], [1.0, 1.0], [0.0, 0.0]])
+    vectors = torch.tensor([[2.0, 1.0], [2.0, 1.0]])  # items 1..3 score 2, 1, 3
+    excluded = torch.tensor([[False, False, False, True, False],  # row 0 has read item 3
+                             [False, True, False, True, False]])  # row 1 has read items 1 and 3; 1 is its target
+    expected = math.log(math.exp(2) + math.exp(1)) - 2  # both rows: softmax over items 1 and 2
+    loss = full_softmax_loss(vectors, torch.tensor([1, 1]), table, excluded=excluded).item()
+    assert loss == pytest.approx(expected, rel=1e-6)
+
+
+def test_seen_items_are_the_positions_read_so_far_or_the_whole_row():
+    inputs = torch.tensor([[0, 2, 1, 2]])  # left padding, then items 2, 1, 2
+    causal = seen_items(inputs, 4, causal=True)[0, :, 1:3].int().tolist()  # columns: items 1, 2
+    assert causal == [[0, 0], [0, 1], [1, 1], [1, 1]]
+    bidirectional = seen_items(inputs, 4, causal=False)[0, :, 1:4].int().tolist()  # items 1, 2, 3
+    assert bidirectional == [[1, 1, 0]] * 4
+
+
+def test_dropout_infonce_scores_each_view_against_its_pair_and_the_other_windows():
+    first = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+    second = torch.tensor([[2.0, 2.0], [3.0, 0.0]])  # cosine, so only the directions count
+    t, c = 0.5, 1 / math.sqrt(2)
+
+    def lse(*x):
+        return math.log(sum(math.exp(v) for v in x))
+
+    # views v0 (1,0), v1 (0,1), v2 (c,c), v3 (1,0); pairs (v0, v2) and (v1, v3)
+    expected = [lse(0, c / t, 1 / t) - c / t,  # v0: v1, v2 (its pair), v3
+                lse(0, c / t, 0) - 0,  # v1: v0, v2, v3 (its pair)
+                math.log(3),  # v2: v0 (its pair), v1, v3 all at cosine c
+                lse(1 / t, 0, c / t) - 0]  # v3: v0, v1 (its pair), v2
+    loss = dropout_infonce_loss(first, second, temperature=t).item()
+    assert loss == pytest.approx(sum(expected) / 4, rel=1e-6)
+
+
+def test_last_target_positions_skip_rows_without_a_target():
+    has_target = torch.tensor([[True, False, True, False], [False] * 4, [False, True, False, False]])
+    rows, positions = last_target_positions(has_target)
+    assert rows.tolist() == [0, 2] and positions.tolist() == [2, 1]
 
 
 def test_gbce_beta_interpolates_between_bce_and_the_sampling_rate():

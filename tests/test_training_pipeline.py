@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import fcntl
+
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
@@ -14,7 +16,7 @@ from training.data import SequenceData
 from training.inference import load_model_for_inference, recommend_top_k
 from training.models import build_model
 from toy_data import toy_data, toy_sequence_table, write_toy_marts
-from training.trainer import Trainer, TrainSettings, seed_everything
+from training.trainer import CheckpointInUseError, Trainer, TrainSettings, seed_everything
 
 SMALL = dict(hidden=32, layers=1, heads=2, dropout=0.1, max_seq_len=16)
 
@@ -50,6 +52,8 @@ def test_sasrec_overfits_a_deterministic_toy_dataset(tied):
     ("sasrec", "item", {"feedback_embedding": True, "lr_schedule": "cosine"}),
     ("sasrec", "none", {"loss": "gbce", "gbce_negatives": 5}),  # negatives drawn from the restored RNG
     ("sasrec", "item", {"ema_decay": 0.9}),  # the moving average is checkpointed
+    ("bert4rec", "none", {"loss": "full_softmax", "exclude_seen": True}),
+    ("sasrec", "dropout", {"loss": "full_softmax"}),  # the second pass's dropout masks from the restored RNG
 ])
 def test_resume_gives_same_next_epoch_loss(tmp_path, toy, model_name, contrastive, extra):
     model_settings = {k: v for k, v in extra.items() if k == "feedback_embedding"}
@@ -77,6 +81,21 @@ def test_resume_gives_same_next_epoch_loss(tmp_path, toy, model_name, contrastiv
     assert resumed.history[2]["loss"] == pytest.approx(uninterrupted.history[2]["loss"], rel=1e-5)
     assert resumed.history[2]["valid_ndcg@10"] == pytest.approx(uninterrupted.history[2]["valid_ndcg@10"], rel=1e-5)
     assert resumed.history[2]["loss"] != pytest.approx(uninterrupted.history[1]["loss"], rel=1e-5)
+
+
+def test_a_second_run_on_a_held_checkpoint_directory_fails_and_writes_nothing(tmp_path, toy):
+    directory = tmp_path / "sasrec" / "seed5"
+    directory.mkdir(parents=True)
+    trainer = Trainer(build_model("sasrec", toy.n_items, **SMALL), toy, settings(epochs=1), checkpoint_dir=directory)
+    with open(directory / "train.lock", "a+") as held:  # another run's lock
+        held.write("pid 4242")
+        held.flush()
+        fcntl.flock(held, fcntl.LOCK_EX)
+        with pytest.raises(CheckpointInUseError, match=rf"{directory}.*pid 4242"):
+            trainer.fit(resume=True)
+        assert not (directory / "last.pt").exists() and not (directory / "best.pt").exists()
+    assert trainer.fit(resume=True).history[0]["epoch"] == 1  # released: the run goes ahead
+    assert (directory / "last.pt").exists()
 
 
 def test_ema_averages_every_step_and_is_what_is_validated_and_kept(toy):
@@ -306,3 +325,8 @@ def test_a_killed_run_is_marked_failed_by_the_next_run_of_its_name(cfg):
     killed_run = client.get_run(killed)
     assert killed_run.info.status == "FAILED" and "killed" in killed_run.data.tags["encore.ended"]
     assert client.get_run(run.info.run_id).info.status == "FINISHED"
+    # a run of the same name on another dataset (a benchmark's side-by-side run) is alive: left alone
+    alive = client.create_run(experiment, run_name="sasrec-2026-10-30-seed5", tags={"dataset": "ml-100k-b"}).info.run_id
+    with tracking.start_run(cfg, "sasrec-2026-10-30-seed5", tags={"dataset": "ml-100k-a"}):
+        pass
+    assert client.get_run(alive).info.status == "RUNNING"

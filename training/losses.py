@@ -8,7 +8,8 @@ All losses take only positions with a target (target id != 0) into account.
   (seed 000), deterministically from (seed, epoch) so a resumed run draws the
   same set. A negative equal to the row's target is masked out.
 * ``full_softmax_loss`` — cross-entropy over all items (SASRec+), optionally with label
-  smoothing.
+  smoothing, or without the items a position has already read (``seen_items``): the
+  candidates a whole-history evaluation ranks.
 * ``gbce_loss`` — generalised binary cross-entropy over k uniform negatives per position
   (gSASRec, Petrov & Macdonald 2023): the positive's term is raised to the power beta, which
   undoes the overconfidence that sampling k of the catalogue's negatives gives plain BCE.
@@ -16,6 +17,9 @@ All losses take only positions with a target (target id != 0) into account.
   cosine similarity / temperature between an anchor (encoder output, or the
   embedding of the current item) and the first next non-skipped item, against
   the skipped items of the sequence.
+* ``dropout_infonce_loss`` — self-supervised contrastive term (DuoRec's unsupervised
+  augmentation, Qiu et al. 2022): the same window encoded twice under different dropout
+  masks is a positive pair, the batch's other windows the negatives; needs no skips.
 * ``sequence_model_loss`` — NLL + λ·InfoNCE for any model with the
   ``training.models`` interface.
 * ``pairwise_hinge_loss`` — margin ranking loss on distances (AttRec, seed 001).
@@ -60,11 +64,25 @@ def sampled_softmax_loss(
 
 
 def full_softmax_loss(vectors: torch.Tensor, targets: torch.Tensor, item_table: torch.Tensor,
-                      label_smoothing: float = 0.0) -> torch.Tensor:
-    """Cross-entropy over every item id 1..n_items (padding and mask rows excluded)."""
+                      label_smoothing: float = 0.0, excluded: torch.Tensor | None = None) -> torch.Tensor:
+    """Cross-entropy over every item id 1..n_items (padding and mask rows excluded).
+    ``excluded`` ``[N, n_items + 2]`` (bool, by item id): items left out of row n's softmax;
+    a row's own target always stays in."""
     n_items = item_table.shape[0] - 2
     logits = vectors @ item_table[1 : n_items + 1].T
+    if excluded is not None:
+        dropped = excluded[:, 1 : n_items + 1].scatter(1, (targets - 1)[:, None], False)
+        logits = logits.masked_fill(dropped, float("-inf"))
     return F.cross_entropy(logits, targets - 1, label_smoothing=label_smoothing)
+
+
+def seen_items(inputs: torch.Tensor, n_ids: int, causal: bool) -> torch.Tensor:
+    """``[B, L, n_ids]`` bool: the item ids position t of row b has read — the row's inputs at
+    positions <= t (causal) or anywhere in the row (bidirectional)."""
+    seen = torch.zeros(*inputs.shape, n_ids, dtype=torch.uint8, device=inputs.device)
+    seen.scatter_(2, inputs.unsqueeze(-1), 1)
+    seen = seen.cummax(dim=1).values if causal else seen.amax(dim=1, keepdim=True).expand_as(seen)
+    return seen.bool()
 
 
 def gbce_beta(n_negatives: int, n_items: int, calibration: float) -> float:
@@ -116,13 +134,35 @@ def skip_infonce_loss(
     return loss[active].mean()
 
 
+def dropout_infonce_loss(first: torch.Tensor, second: torch.Tensor, temperature: float) -> torch.Tensor:
+    """NT-Xent (SimCLR) over ``[M, D]`` pairs: row m of ``first`` and of ``second`` are two views
+    of one window; each of the 2M views is scored by cosine / temperature against the other
+    2M - 1, its own pair being the positive."""
+    views = F.normalize(torch.cat([first, second]).float(), dim=-1)
+    logits = (views @ views.T / temperature).fill_diagonal_(float("-inf"))
+    pairs = torch.arange(len(views), device=views.device).roll(len(first))
+    return F.cross_entropy(logits, pairs)
+
+
+def last_target_positions(has_target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(rows, positions): each row's last position with a target, for rows that have one."""
+    positions = torch.arange(has_target.shape[1], device=has_target.device)
+    last = torch.where(has_target, positions, -1).amax(dim=1)
+    rows = (last >= 0).nonzero().squeeze(1)
+    return rows, last[rows]
+
+
+CONTRASTIVE = ("none", "item", "encoder", "dropout")
+
+
 @dataclass
 class LossSettings:
     loss: str = "sampled_softmax"  # sampled_softmax | full_softmax | gbce
-    contrastive: str = "none"  # none | item | encoder
+    contrastive: str = "none"  # none | item | encoder | dropout
     cl_weight: float = 0.5
     cl_temperature: float = 0.1
     label_smoothing: float = 0.0  # full_softmax
+    exclude_seen: bool = False  # full_softmax: leave the items a position has read out of its softmax
     gbce_negatives: int = 256  # gbce: uniform negatives per position, drawn at every step
     gbce_calibration: float = 0.75  # gbce: t (gSASRec's default)
 
@@ -148,7 +188,9 @@ def sequence_model_loss(
     Contrastive anchors: ``encoder`` = hidden state at the position whose
     target is the positive (SASRec: next positive; BERT4Rec: the masked item);
     ``item`` = embedding of the current item, positive = its next positive
-    item (model-independent). Negatives: skipped items of the row.
+    item (model-independent). Negatives: skipped items of the row. ``dropout``: the
+    window's last hidden state with a target, encoded a second time under other dropout
+    masks, against the batch's other windows.
     """
     inputs, targets = model.training_inputs(batch)
     hidden = model.encode(inputs, batch)
@@ -160,7 +202,8 @@ def sequence_model_loss(
             raise ValueError("sampled_softmax needs the epoch's negatives")
         nll = sampled_softmax_loss(vectors, targets[has_target], table, negatives.to(vectors.device))
     elif settings.loss == "full_softmax":
-        nll = full_softmax_loss(vectors, targets[has_target], table, settings.label_smoothing)
+        excluded = seen_items(inputs, table.shape[0], model.causal)[has_target] if settings.exclude_seen else None
+        nll = full_softmax_loss(vectors, targets[has_target], table, settings.label_smoothing, excluded)
     elif settings.loss == "gbce":
         n_items = table.shape[0] - 2
         drawn = torch.randint(1, n_items + 1, (vectors.shape[0], settings.gbce_negatives), device=vectors.device)
@@ -176,6 +219,10 @@ def sequence_model_loss(
     elif settings.contrastive == "item":
         anchors = table[batch.seq]
         cl = skip_infonce_loss(anchors, batch.next_pos, batch.skip_negatives, table, settings.cl_temperature)
+    elif settings.contrastive == "dropout":
+        rows, positions = last_target_positions(has_target)
+        second = model.encode(inputs, batch)[rows, positions]
+        cl = dropout_infonce_loss(hidden[rows, positions], second, settings.cl_temperature)
     else:
         raise ValueError(f"unknown contrastive anchor {settings.contrastive!r}")
     return LossParts(total=nll + settings.cl_weight * cl, nll=nll, contrastive=cl)

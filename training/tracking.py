@@ -39,22 +39,26 @@ _CODE_ROOT = Path(__file__).resolve().parent.parent
 
 
 def start_run(cfg: EncoreConfig, run_name: str, experiment: str = EXPERIMENT, tags: dict | None = None):
-    """Start an MLflow run; an earlier run of the same name still RUNNING was killed (a run
-    that ends normally or by an exception is closed by MLflow), so it is marked FAILED first."""
+    """Start an MLflow run; an earlier run of the same name (and the same ``dataset`` tag) still
+    RUNNING was killed (a run that ends normally or by an exception is closed by MLflow), so it
+    is marked FAILED first."""
     mlflow.set_tracking_uri(cfg.paths.mlflow_tracking_uri)
     if mlflow.get_experiment_by_name(experiment) is None:
         Path(cfg.paths.mlflow_artifacts).mkdir(parents=True, exist_ok=True)
         mlflow.create_experiment(experiment, artifact_location=Path(cfg.paths.mlflow_artifacts).resolve().as_uri())
     found = mlflow.set_experiment(experiment)
-    fail_abandoned_runs(MlflowClient(), found.experiment_id, run_name)
+    fail_abandoned_runs(MlflowClient(), found.experiment_id, run_name, (tags or {}).get("dataset"))
     return mlflow.start_run(run_name=run_name, tags=tags)
 
 
-def fail_abandoned_runs(client: MlflowClient, experiment_id: str, run_name: str) -> list[str]:
-    """Mark runs named ``run_name`` that are still RUNNING as FAILED (their process is gone:
-    runs of one name never overlap, the nightly runs one night at a time)."""
-    stale = client.search_runs([experiment_id], filter_string=f"attributes.run_name = '{run_name}' "
-                                                              "and attributes.status = 'RUNNING'")
+def fail_abandoned_runs(client: MlflowClient, experiment_id: str, run_name: str, dataset: str | None = None) -> list[str]:
+    """Mark runs named ``run_name`` (of ``dataset``, when given) that are still RUNNING as FAILED
+    (their process is gone: runs of one name and dataset never overlap, the nightly runs one
+    night at a time; benchmarks train side by side under dataset names of their own)."""
+    query = f"attributes.run_name = '{run_name}' and attributes.status = 'RUNNING'"
+    if dataset is not None:
+        query += f" and tags.dataset = '{dataset}'"
+    stale = client.search_runs([experiment_id], filter_string=query)
     for run in stale:
         client.set_tag(run.info.run_id, "encore.ended", "killed: marked FAILED by the next run of the same name")
         client.set_terminated(run.info.run_id, status="FAILED")

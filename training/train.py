@@ -26,6 +26,7 @@ from typing import Callable
 from encore.core.config import ConfigError, EncoreConfig, load_config
 from training import distributed
 from training.data import SequenceData
+from training.losses import CONTRASTIVE
 from training.registry import MODEL_NAMES
 from training.specs import model_device, model_spec
 from training.user_features import attach_users
@@ -66,7 +67,7 @@ def train_model(
     if not distributed.is_main():  # torchrun: ranks > 0 only train; rank 0 evaluates, tracks and registers
         fitted = spec.fit(cfg, run_date, data, dict(overrides), checkpoints=checkpoints, resume=resume, on_epoch_end=None)
         return {"model_name": fitted.variant, "rank": distributed.rank(), "best_epoch": fitted.best_epoch}
-    seed = overrides.get("seed") or cfg.training.seed
+    seed = cfg.training.seed if overrides.get("seed") is None else overrides["seed"]
     with tracking.start_run(cfg, f"{model_name}-{run_date}-seed{seed}",
                             tags={"run_date": run_date.isoformat(), "dataset": dataset, "model": model_name}) as run:
         import mlflow
@@ -145,7 +146,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m training.train", description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", default="sasrec", choices=sorted(MODEL_NAMES))
     parser.add_argument("--run-date", required=True)
-    parser.add_argument("--contrastive", choices=["none", "item", "encoder"])
+    parser.add_argument("--contrastive", choices=CONTRASTIVE)
     parser.add_argument("--loss", choices=["sampled_softmax", "full_softmax", "gbce"])
     parser.add_argument("--train-target", choices=["next_positive", "next_item"],
                         help="training target: next non-skipped item (default) or every next item")
@@ -155,6 +156,8 @@ def main(argv: list[str] | None = None) -> int:
                        ("dropout", float), ("window-stride", int), ("label-smoothing", float),
                        ("gbce-negatives", int), ("gbce-calibration", float), ("ema-decay", float)]:
         parser.add_argument(f"--{name}", type=kind)
+    parser.add_argument("--exclude-seen", action="store_true", default=None,
+                        help="full softmax without the items each position has already read (data without repeats)")
     parser.add_argument("--phns-mix", type=str.upper,
                         help="S-MoE-BST: HARD | MEDIUM | EASY | UNIFORM (no PHNS); default phns.default_mix")
     for name in ("rank-weight", "ctr-weight", "completion-weight", "entropy-weight", "engagement-alpha",

@@ -4,7 +4,8 @@ AdamW, validation NDCG@10 after every epoch, early stopping with ``patience``,
 optionally an exponential moving average of the weights (``ema_decay`` > 0: updated after every
 step; validation, ``best.pt`` and the returned model use the averaged weights),
 and a checkpoint after every epoch (``last.pt``: model, optimizer, epoch, RNG
-states, best metric; ``best.pt``: the best weights). ``fit(resume=True)``
+states, best metric; ``best.pt``: the best weights), which one run at a time may hold (a
+second run on the same directory fails instead of overwriting the first's). ``fit(resume=True)``
 continues from ``last.pt``: the epoch's shuffle and sampled negatives derive
 from (seed, epoch) and the global RNG state (dropout, BERT4Rec masks) is
 restored, so a resumed run produces the same next-epoch loss as one that never
@@ -20,7 +21,9 @@ model is not wrapped in ``DistributedDataParallel``: the losses call the models'
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import fcntl
 import logging
 import math
 import os
@@ -38,7 +41,7 @@ from encore.core.config import ConfigError, TrainingConfig
 from training import distributed
 from training.data import TRAIN_TARGETS, SequenceData
 from training.evaluation import EXCLUDE_MODES, autocast_context, evaluate_model
-from training.losses import LOSSES, LossSettings, NegativeSampler, sequence_model_loss
+from training.losses import CONTRASTIVE, LOSSES, LossSettings, NegativeSampler, sequence_model_loss
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +77,7 @@ class TrainSettings:
     loss: str = "sampled_softmax"
     n_sampled: int = 1000
     label_smoothing: float = 0.0
+    exclude_seen: bool = False
     gbce_negatives: int = 256
     gbce_calibration: float = 0.75
     ema_decay: float = 0.0  # > 0: evaluate and keep an exponential moving average of the weights
@@ -111,12 +115,14 @@ class TrainSettings:
             (0 <= self.window_stride < self.max_seq_len, "window_stride must be in [0, max_seq_len - 1]"),
             (self.loss in LOSSES, f"loss must be one of {'|'.join(LOSSES)}"),
             (0 <= self.label_smoothing < 1, "label_smoothing must be in [0, 1)"),
+            (not self.exclude_seen or (self.loss == "full_softmax" and self.label_smoothing == 0),
+             "exclude_seen needs loss full_softmax without label_smoothing"),
             (self.gbce_negatives >= 1, "gbce_negatives must be >= 1"),
             (0 <= self.gbce_calibration <= 1, "gbce_calibration must be in [0, 1]"),
             (0 <= self.ema_decay < 1, "ema_decay must be in [0, 1)"),
             (self.train_target in TRAIN_TARGETS, f"train_target must be one of {'|'.join(TRAIN_TARGETS)}"),
             (self.n_sampled >= 1, "n_sampled must be >= 1"),
-            (self.contrastive in {"none", "item", "encoder"}, "contrastive must be none|item|encoder"),
+            (self.contrastive in CONTRASTIVE, f"contrastive must be one of {'|'.join(CONTRASTIVE)}"),
             (self.cl_temperature > 0, "cl_temperature must be > 0"),
             (self.patience >= 1, "patience must be >= 1"),
             (self.device in {"auto", "cpu", "cuda"}, "device must be auto|cpu|cuda"),
@@ -165,6 +171,35 @@ def _set_rng_state(state: dict) -> None:
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
+
+
+class CheckpointInUseError(RuntimeError):
+    """Another training run holds the checkpoint directory."""
+
+
+@contextlib.contextmanager
+def _exclusive(directory: Path | None):
+    """Holds ``directory``'s lock for a run (rank 0, which alone writes checkpoints): two runs
+    on one directory would resume, overwrite and restore each other's weights."""
+    if directory is None or not distributed.is_main():
+        yield
+        return
+    directory.mkdir(parents=True, exist_ok=True)
+    with open(directory / "train.lock", "a+") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            raise CheckpointInUseError(
+                f"checkpoint directory {directory} is in use by another training run ({handle.read().strip()}); "
+                "wait for it, or give this run its own seed or dataset name") from None
+        handle.truncate(0)
+        handle.write(f"pid {os.getpid()}")
+        handle.flush()
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def _atomic_save(obj: dict, path: Path) -> None:
@@ -311,6 +346,10 @@ class Trainer:
     # ---- the loop -----------------------------------------------------------------
 
     def fit(self, resume: bool = True) -> TrainResult:
+        with _exclusive(self.checkpoint_dir):
+            return self._fit(resume)
+
+    def _fit(self, resume: bool) -> TrainResult:
         state = {"epoch": 0, "best": -1.0, "best_epoch": 0, "bad_epochs": 0, "history": [], "stopped_early": False}
         if resume and self._last_path and distributed.broadcast(self._resumable(self._last_path)):
             state = self.load_checkpoint(self._last_path)

@@ -173,10 +173,13 @@ class TrainingConfig:
     loss: str = "full_softmax"  # full_softmax | sampled_softmax | gbce
     n_sampled: int = 1000
     label_smoothing: float = 0.0  # full_softmax
+    # full_softmax: leave the items a position has already read (its window) out of its softmax,
+    # the candidates a whole-history evaluation ranks; for data without repeats (ratings, purchases)
+    exclude_seen: bool = False
     gbce_negatives: int = 256
     gbce_calibration: float = 0.75
     ema_decay: float = 0.0  # > 0: validate, keep and publish an exponential moving average of the weights
-    contrastive: str = "item"  # none | item | encoder
+    contrastive: str = "item"  # none | item | encoder (skip-informed) | dropout (DuoRec's, needs no skips)
     cl_weight: float = 0.5
     cl_temperature: float = 0.1
     patience: int = 3
@@ -437,10 +440,13 @@ def _validate(cfg: EncoreConfig) -> None:
         (cfg.phns.default_mix in {*cfg.phns.mixes, "UNIFORM"},
          f"phns.default_mix must be UNIFORM or one of {sorted(cfg.phns.mixes)}"),
         (all(0 <= v <= 1 for v in cfg.phns.mixes.values()), "phns.mixes shares must be in [0,1]"),
-        (cfg.training.contrastive in {"none", "item", "encoder"}, "training.contrastive must be none|item|encoder"),
+        (cfg.training.contrastive in {"none", "item", "encoder", "dropout"},
+         "training.contrastive must be none|item|encoder|dropout"),
         (cfg.training.loss in {"sampled_softmax", "full_softmax", "gbce"},
          "training.loss must be sampled_softmax|full_softmax|gbce"),
         (0 <= cfg.training.label_smoothing < 1, "training.label_smoothing must be in [0, 1)"),
+        (not cfg.training.exclude_seen or (cfg.training.loss == "full_softmax" and cfg.training.label_smoothing == 0),
+         "training.exclude_seen needs training.loss full_softmax and training.label_smoothing 0"),
         (cfg.training.gbce_negatives >= 1, "training.gbce_negatives must be >= 1"),
         (0 <= cfg.training.gbce_calibration <= 1, "training.gbce_calibration must be in [0, 1]"),
         (0 <= cfg.training.ema_decay < 1, "training.ema_decay must be in [0, 1)"),

@@ -60,7 +60,6 @@ CONFIGS: dict[str, dict] = {
     "sasrec_batch16_stride10": dict(batch_size=16, window_stride=10),
     "sasrec_batch16_lr2e-3": dict(batch_size=16, lr=2e-3),
     "sasrec_batch16_layers1": dict(batch_size=16, layers=1),
-    "sasrec_batch16_layers3": dict(batch_size=16, layers=3),
     "sasrec_batch16_exclude_seen": dict(batch_size=16, exclude_seen=True),
     "sasrec_batch16_cosine": dict(batch_size=16, lr_schedule="cosine"),
     "sasrec_batch16_duorec": dict(batch_size=16, contrastive="dropout", cl_weight=0.1, cl_temperature=1.0),

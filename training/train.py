@@ -25,8 +25,8 @@ from typing import Callable
 
 from encore.core.config import ConfigError, EncoreConfig, load_config
 from training import distributed
-from training.data import SequenceData
-from training.losses import CONTRASTIVE
+from training.data import TRAIN_TARGETS, SequenceData
+from training.losses import CONTRASTIVE, LOSSES
 from training.registry import MODEL_NAMES
 from training.specs import model_device, model_spec
 from training.user_features import attach_users
@@ -147,8 +147,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", default="sasrec", choices=sorted(MODEL_NAMES))
     parser.add_argument("--run-date", required=True)
     parser.add_argument("--contrastive", choices=CONTRASTIVE)
-    parser.add_argument("--loss", choices=["sampled_softmax", "full_softmax", "gbce"])
-    parser.add_argument("--train-target", choices=["next_positive", "next_item"],
+    parser.add_argument("--loss", choices=LOSSES)
+    parser.add_argument("--train-target", choices=TRAIN_TARGETS,
                         help="training target: next non-skipped item (default) or every next item")
     for name, kind in [("epochs", int), ("batch-size", int), ("lr", float), ("weight-decay", float),
                        ("n-sampled", int), ("cl-weight", float), ("cl-temperature", float), ("patience", int),

@@ -55,6 +55,8 @@ CONFIGS: dict[str, dict] = {
     "sasrec_batch16_ema999": dict(batch_size=16, ema_decay=0.999),
     "sasrec_batch16_ema999_smoothing01": dict(batch_size=16, ema_decay=0.999, label_smoothing=0.1),
     "sasrec_batch16_untied": dict(batch_size=16, tied_embeddings=False),
+    "sasrec_batch16_next_k": dict(batch_size=16, train_target="next_k"),
+    "sasrec_batch16_stride10_next_k": dict(batch_size=16, window_stride=10, train_target="next_k"),
     "sasrec_batch16_gbce": dict(batch_size=16, loss="gbce", gbce_negatives=256, gbce_calibration=0.75),
     "sasrec_batch16_stride25": dict(batch_size=16, window_stride=25),
     "sasrec_batch16_stride10": dict(batch_size=16, window_stride=10),

@@ -73,6 +73,9 @@ def test_toml_file_then_env(tmp_path):
         ({"ENCORE__TRAINING__EMA_DECAY": "1"}, r"training.ema_decay must be in \[0, 1\)"),
         ({"ENCORE__TRAINING__EXCLUDE_SEEN": "true", "ENCORE__TRAINING__LOSS": "gbce"},
          "training.exclude_seen needs training.loss full_softmax"),
+        ({"ENCORE__TRAINING__TRAIN_TARGET": "next_k", "ENCORE__TRAINING__LOSS": "sampled_softmax"},
+         "training.train_target next_k needs training.loss full_softmax"),
+        ({"ENCORE__TRAINING__TRAIN_TARGET": "next_click"}, "training.train_target must be"),
     ],
 )
 def test_bad_values_fail_with_their_name(tmp_path, env, message):

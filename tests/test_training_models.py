@@ -18,8 +18,10 @@ from training.losses import (
     gbce_beta,
     gbce_loss,
     last_target_positions,
+    LossSettings,
     sampled_softmax_loss,
     seen_items,
+    sequence_model_loss,
     skip_infonce_loss,
 )
 from training.metrics import candidate_ranks, metrics_from_ranks, ranks_of_all, target_ranks
@@ -317,6 +319,72 @@ def test_full_softmax_without_seen_items_drops_them_but_never_the_target():
     expected = math.log(math.exp(2) + math.exp(1)) - 2  # both rows: softmax over items 1 and 2
     loss = full_softmax_loss(vectors, torch.tensor([1, 1]), table, excluded=excluded).item()
     assert loss == pytest.approx(expected, rel=1e-6)
+
+
+def test_full_softmax_against_weighted_next_k_targets():
+    table = torch.tensor([[0.0, 0.0], [1.0, 0.0], [0.0, 1.0], [1.0, 1.0], [0.0, 0.0]])
+    vectors = torch.tensor([[2.0, 1.0], [2.0, 1.0]])  # items 1..3 score 2, 1, 3
+    log_z = math.log(math.exp(2) + math.exp(1) + math.exp(3))
+    nll = {1: log_z - 2, 2: log_z - 1, 3: log_z - 3}
+    targets = torch.tensor([[1, 3, 2], [2, 0, 0]])  # row 1 has one target left inside its window
+    weights = torch.tensor([[1.0, 0.6, 0.3], [1.0, 0.6, 0.3]])
+    row0 = (1.0 * nll[1] + 0.6 * nll[3] + 0.3 * nll[2]) / 1.9
+    loss = full_softmax_loss(vectors, targets, table, weights=weights).item()
+    assert loss == pytest.approx((row0 + nll[2]) / 2, rel=1e-6)
+    # one target per row is the plain cross-entropy
+    single = full_softmax_loss(vectors, torch.tensor([[1, 0], [2, 0]]), table, weights=weights[:, :2]).item()
+    assert single == pytest.approx(full_softmax_loss(vectors, torch.tensor([1, 2]), table).item(), rel=1e-6)
+    # label smoothing: 10 % of the mass spread evenly, as for one target
+    smoothed = full_softmax_loss(vectors[:1], targets[:1], table, label_smoothing=0.1, weights=weights[:1]).item()
+    assert smoothed == pytest.approx(0.9 * row0 + 0.1 * sum(nll.values()) / 3, rel=1e-6)
+
+
+def test_weighted_next_k_targets_stay_in_a_softmax_without_seen_items():
+    table = torch.tensor([[0.0, 0.0], [1.0, 0.0], [0.0, 1.0], [1.0, 1.0], [0.0, 0.0]])
+    vectors = torch.tensor([[2.0, 1.0]])  # items 1..3 score 2, 1, 3
+    excluded = torch.tensor([[False, True, True, True, False]])  # has read items 1, 2, 3; 1 and 3 are targets
+    log_z = math.log(math.exp(2) + math.exp(3))  # item 2 dropped, the targets kept
+    expected = (0.5 * (log_z - 2) + 0.5 * (log_z - 3))
+    loss = full_softmax_loss(vectors, torch.tensor([[1, 3]]), table, excluded=excluded,
+                             weights=torch.tensor([[1.0, 1.0]])).item()
+    assert loss == pytest.approx(expected, rel=1e-6)
+    with pytest.raises(ValueError, match="positive weight"):
+        full_softmax_loss(vectors, torch.tensor([[0, 0]]), table, weights=torch.tensor([[1.0, 1.0]]))
+
+
+def test_next_k_training_reads_the_marts_next_k_positives_with_their_soft_labels():
+    table = hand_table()
+    vocab = ItemVocab.build(pa.array(list("abcdef")))
+    torch.manual_seed(0)
+    model = SASRec(SASRecConfig(n_items=vocab.n_items, max_seq_len=4, hidden=8, heads=2, dropout=0.0,
+                                prediction_layer=False)).eval()
+
+    def loss(rows, soft_labels, target):
+        data = SequenceData.from_arrow(rows, toy_training_examples(rows, soft_labels), vocab)
+        batch = data.split("train", 4, train_target=target)
+        return sequence_model_loss(model, batch, LossSettings(loss="full_softmax", train_target=target)).nll.item()
+
+    # one soft label: the next positive alone, as next_positive trains
+    assert loss(table, (1.0,), "next_k") == pytest.approx(loss(table, (1.0,), "next_positive"), rel=1e-6)
+    # user x's training window is a b(skip) c; positions 0 (a) and 1 (b) have next positive c,
+    # then d, the valid target, outside the window; user y's window c a(skip) has none inside
+    hidden = model.encode(torch.tensor([[0, 1, 2, 3]]))[0, 1:3]  # window a b c: positions a, b
+    log_p = torch.log_softmax(hidden @ model.item_emb.weight[1:7].T, dim=1)
+    expected = -log_p[:, 2].mean().item()  # item c (id 3) at both positions
+    assert loss(table, (1.0, 0.6), "next_k") == pytest.approx(expected, rel=1e-5)
+    # user z reads a c d e before its valid target b: position a has next c (1.0) and d (0.6),
+    # c has d and e, d has e alone (b lies outside the window)
+    user_z = pa.Table.from_pylist([{"user_id": "z", "item_ids": list("acdebf"), "is_skip": [False] * 6,
+                                   "completion": [1.0] * 6, "valid_idx": 4, "test_idx": 5}])
+    log_p = torch.log_softmax(model.encode(torch.tensor([[1, 3, 4, 5]]))[0, :3] @ model.item_emb.weight[1:7].T, 1)
+    c, d, e = 2, 3, 4  # columns of items c, d, e
+    expected = -((log_p[0, c] + 0.6 * log_p[0, d]) / 1.6 + (log_p[1, d] + 0.6 * log_p[1, e]) / 1.6 + log_p[2, e]) / 3
+    assert loss(user_z, (1.0, 0.6), "next_k") == pytest.approx(expected.item(), rel=1e-5)
+    bert = BERT4Rec(BERT4RecConfig(n_items=vocab.n_items, max_seq_len=4, hidden=8, heads=2))
+    data = SequenceData.from_arrow(table, toy_training_examples(table), vocab)
+    with pytest.raises(ValueError, match="causal"):
+        sequence_model_loss(bert, data.split("train", 4, train_target="next_k"),
+                            LossSettings(loss="full_softmax", train_target="next_k"))
 
 
 def test_seen_items_are_the_positions_read_so_far_or_the_whole_row():

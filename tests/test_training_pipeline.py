@@ -54,6 +54,7 @@ def test_sasrec_overfits_a_deterministic_toy_dataset(tied):
     ("sasrec", "item", {"ema_decay": 0.9}),  # the moving average is checkpointed
     ("bert4rec", "none", {"loss": "full_softmax", "exclude_seen": True}),
     ("sasrec", "dropout", {"loss": "full_softmax"}),  # the second pass's dropout masks from the restored RNG
+    ("sasrec", "item", {"loss": "full_softmax", "train_target": "next_k"}),
 ])
 def test_resume_gives_same_next_epoch_loss(tmp_path, toy, model_name, contrastive, extra):
     model_settings = {k: v for k, v in extra.items() if k == "feedback_embedding"}

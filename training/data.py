@@ -21,7 +21,8 @@ map scores back to item_id strings.
 Splits (temporal leave-last-out, DESIGN "Evaluation protocol"), per user:
 
 * train: events ``[0, valid_idx)``; position t's targets are its next positives that
-  lie inside the window (``next_positive``), or simply the next event (``next_item``);
+  lie inside the window (``next_positive``; ``next_k`` trains on all K of them, weighted by
+  their soft labels), or simply the next event (``next_item``);
 * valid: input = events ``[0, valid_idx)``, target = item at ``valid_idx``;
 * test:  input = events ``[0, test_idx)``, target = item at ``test_idx``;
 * inference: input = all events (what the nightly job recommends from).
@@ -54,7 +55,7 @@ from encore.core.config import EncoreConfig
 
 PAD_ID = 0
 SPLITS = ("train", "valid", "test", "inference")
-TRAIN_TARGETS = ("next_positive", "next_item")
+TRAIN_TARGETS = ("next_positive", "next_item", "next_k")
 SEQUENCE_COLUMNS = ("user_id", "item_ids", "is_skip", "completion", "valid_idx", "test_idx", "earlier_item_ids")
 EXAMPLE_COLUMNS = ("user_id", "position", "next_k_item_ids", "next_k_soft_labels", "next_k_completions",
                    "next_k_positions")
@@ -270,14 +271,16 @@ class SequenceData:
 
         ``train_target``: ``next_positive`` (the seeds' task: the next non-skipped item,
         from fct_training_examples) or ``next_item`` (every next event, skips included, as
-        RecBole's SASRec trains; for data whose negatives are low ratings of consumed items)."""
+        RecBole's SASRec trains; for data whose negatives are low ratings of consumed items);
+        ``next_k`` marks the same positions as ``next_positive`` (the loss then reads all of
+        ``next_k``)."""
         if name not in SPLITS:
             raise ValueError(f"split must be one of {SPLITS}, got {name!r}")
         if all_windows and name != "train":
             raise ValueError("all_windows only applies to the train split")
         if train_target not in TRAIN_TARGETS:
             raise ValueError(f"train_target must be one of {TRAIN_TARGETS}, got {train_target!r}")
-        if name == "train" and train_target == "next_positive" and not self.has_targets:
+        if name == "train" and train_target != "next_item" and not self.has_targets:
             raise ValueError("training on next positives needs the fct_training_examples rows (targets)")
         stride = window_stride or max_seq_len - 1
         if all_windows and not 1 <= stride <= max_seq_len - 1:

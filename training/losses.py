@@ -9,7 +9,8 @@ All losses take only positions with a target (target id != 0) into account.
   same set. A negative equal to the row's target is masked out.
 * ``full_softmax_loss`` — cross-entropy over all items (SASRec+), optionally with label
   smoothing, or without the items a position has already read (``seen_items``): the
-  candidates a whole-history evaluation ranks.
+  candidates a whole-history evaluation ranks; or against several weighted targets per
+  position (``train_target: next_k``: the next K positives, weighted by their soft labels).
 * ``gbce_loss`` — generalised binary cross-entropy over k uniform negatives per position
   (gSASRec, Petrov & Macdonald 2023): the positive's term is raised to the power beta, which
   undoes the overconfidence that sampling k of the catalogue's negatives gives plain BCE.
@@ -64,16 +65,42 @@ def sampled_softmax_loss(
 
 
 def full_softmax_loss(vectors: torch.Tensor, targets: torch.Tensor, item_table: torch.Tensor,
-                      label_smoothing: float = 0.0, excluded: torch.Tensor | None = None) -> torch.Tensor:
+                      label_smoothing: float = 0.0, excluded: torch.Tensor | None = None,
+                      weights: torch.Tensor | None = None) -> torch.Tensor:
     """Cross-entropy over every item id 1..n_items (padding and mask rows excluded).
+    ``targets`` ``[N]`` ids, or ``[N, K]`` ids (0 = none) with ``weights`` ``[N, K]``: then row
+    n's target distribution is its K items in proportion to their weights (``next_k``).
     ``excluded`` ``[N, n_items + 2]`` (bool, by item id): items left out of row n's softmax;
-    a row's own target always stays in."""
+    a row's own targets always stay in."""
     n_items = item_table.shape[0] - 2
     logits = vectors @ item_table[1 : n_items + 1].T
+    if targets.dim() == 2:
+        return _weighted_targets_loss(logits, targets, weights, label_smoothing, excluded)
     if excluded is not None:
         dropped = excluded[:, 1 : n_items + 1].scatter(1, (targets - 1)[:, None], False)
         logits = logits.masked_fill(dropped, float("-inf"))
     return F.cross_entropy(logits, targets - 1, label_smoothing=label_smoothing)
+
+
+def _weighted_targets_loss(logits: torch.Tensor, targets: torch.Tensor, weights: torch.Tensor | None,
+                           label_smoothing: float, excluded: torch.Tensor | None) -> torch.Tensor:
+    """``full_softmax_loss`` against ``[N, K]`` weighted targets: mean over rows of
+    ``-sum_k w_k log p(item_k) / sum_k w_k`` (label smoothing as ``F.cross_entropy`` defines it)."""
+    if weights is None or weights.shape != targets.shape or len(targets) != len(logits):
+        raise ValueError("[N, K] targets need [N, K] weights and N vectors")
+    weights = torch.where(targets != PAD_ID, weights.float(), 0.0)
+    if not bool((weights.sum(1) > 0).all()):
+        raise ValueError("every row needs a target with a positive weight")
+    target_dist = torch.zeros_like(logits).scatter_add_(1, (targets - 1).clamp(min=0), weights)
+    target_dist = target_dist / target_dist.sum(1, keepdim=True)
+    log_probs = F.log_softmax(logits, dim=1)
+    if excluded is not None:
+        dropped = excluded[:, 1 : logits.shape[1] + 1] & (target_dist == 0)
+        log_probs = F.log_softmax(logits.masked_fill(dropped, float("-inf")), dim=1).masked_fill(dropped, 0.0)
+    nll = -(target_dist * log_probs).sum(1)
+    if label_smoothing:
+        nll = (1 - label_smoothing) * nll - label_smoothing * log_probs.mean(1)
+    return nll.mean()
 
 
 def seen_items(inputs: torch.Tensor, n_ids: int, causal: bool) -> torch.Tensor:
@@ -162,6 +189,7 @@ class LossSettings:
     cl_weight: float = 0.5
     cl_temperature: float = 0.1
     label_smoothing: float = 0.0  # full_softmax
+    train_target: str = "next_positive"  # next_k (full_softmax): the next K positives, weighted by soft label
     exclude_seen: bool = False  # full_softmax: leave the items a position has read out of its softmax
     gbce_negatives: int = 256  # gbce: uniform negatives per position, drawn at every step
     gbce_calibration: float = 0.75  # gbce: t (gSASRec's default)
@@ -203,7 +231,13 @@ def sequence_model_loss(
         nll = sampled_softmax_loss(vectors, targets[has_target], table, negatives.to(vectors.device))
     elif settings.loss == "full_softmax":
         excluded = seen_items(inputs, table.shape[0], model.causal)[has_target] if settings.exclude_seen else None
-        nll = full_softmax_loss(vectors, targets[has_target], table, settings.label_smoothing, excluded)
+        if settings.train_target == "next_k":
+            if not model.causal:
+                raise ValueError("train_target next_k trains causal models (SASRec): a position's next K items")
+            nll = full_softmax_loss(vectors, batch.next_k[has_target], table, settings.label_smoothing, excluded,
+                                    weights=batch.next_k_label[has_target])
+        else:
+            nll = full_softmax_loss(vectors, targets[has_target], table, settings.label_smoothing, excluded)
     elif settings.loss == "gbce":
         n_items = table.shape[0] - 2
         drawn = torch.randint(1, n_items + 1, (vectors.shape[0], settings.gbce_negatives), device=vectors.device)

@@ -73,7 +73,8 @@ class TrainSettings:
     max_seq_len: int = 50
     all_train_windows: bool = True  # histories longer than max_seq_len train on every window
     window_stride: int = 0  # events between training windows' ends; 0 = max_seq_len - 1 (no overlap)
-    train_target: str = "next_positive"  # next_positive (seeds' task) | next_item (skips are targets too)
+    # next_positive (seeds' task) | next_item (skips are targets too) | next_k (the next K positives, weighted)
+    train_target: str = "next_positive"
     loss: str = "sampled_softmax"
     n_sampled: int = 1000
     label_smoothing: float = 0.0
@@ -117,6 +118,7 @@ class TrainSettings:
             (0 <= self.label_smoothing < 1, "label_smoothing must be in [0, 1)"),
             (not self.exclude_seen or (self.loss == "full_softmax" and self.label_smoothing == 0),
              "exclude_seen needs loss full_softmax without label_smoothing"),
+            (self.train_target != "next_k" or self.loss == "full_softmax", "train_target next_k needs loss full_softmax"),
             (self.gbce_negatives >= 1, "gbce_negatives must be >= 1"),
             (0 <= self.gbce_calibration <= 1, "gbce_calibration must be in [0, 1]"),
             (0 <= self.ema_decay < 1, "ema_decay must be in [0, 1)"),

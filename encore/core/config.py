@@ -165,7 +165,9 @@ class TrainingConfig:
     max_seq_len: int = 50
     all_train_windows: bool = True  # a history longer than max_seq_len trains on all its windows
     window_stride: int = 0  # events between those windows' ends; 0 = max_seq_len - 1 (windows do not overlap)
-    train_target: str = "next_positive"  # next_positive (seeds' task) | next_item (skipped events are targets too)
+    # next_positive (seeds' task) | next_item (skipped events are targets too) | next_k (full_softmax
+    # against the next K positives of fct_training_examples, weighted by their soft_labels)
+    train_target: str = "next_positive"
     user_features: bool = True  # S-MoE-BST reads the dbt user_features mart of the run date
     # full_softmax: cross-entropy over the whole catalogue (SASRec+); sampled_softmax (n_sampled
     # shared negatives) for catalogues too large to score every item at every position; gbce
@@ -447,6 +449,10 @@ def _validate(cfg: EncoreConfig) -> None:
         (0 <= cfg.training.label_smoothing < 1, "training.label_smoothing must be in [0, 1)"),
         (not cfg.training.exclude_seen or (cfg.training.loss == "full_softmax" and cfg.training.label_smoothing == 0),
          "training.exclude_seen needs training.loss full_softmax and training.label_smoothing 0"),
+        (cfg.training.train_target in {"next_positive", "next_item", "next_k"},
+         "training.train_target must be next_positive|next_item|next_k"),
+        (cfg.training.train_target != "next_k" or cfg.training.loss == "full_softmax",
+         "training.train_target next_k needs training.loss full_softmax"),
         (cfg.training.gbce_negatives >= 1, "training.gbce_negatives must be >= 1"),
         (0 <= cfg.training.gbce_calibration <= 1, "training.gbce_calibration must be in [0, 1]"),
         (0 <= cfg.training.ema_decay < 1, "training.ema_decay must be in [0, 1)"),

@@ -14,6 +14,7 @@ event of the dataset, and the events kept per user.
 from __future__ import annotations
 
 import datetime as dt
+import fcntl
 import logging
 from pathlib import Path
 
@@ -94,11 +95,21 @@ def prepare_night(cfg: EncoreConfig, events: pa.Table, run_date: dt.date | None 
 
 
 def prepared(cfg: EncoreConfig, dataset: str) -> dt.date:
-    """``prepare_night`` for a named dataset, once per state dir (later calls reuse the marts)."""
-    marker = Path(cfg.paths.home) / f"prepared-{dataset}"
-    if marker.exists():
-        return dt.date.fromisoformat(marker.read_text().strip())
-    run_date = prepare_night(cfg, dataset_events(cfg, dataset))
-    marker.write_text(run_date.isoformat())
-    return run_date
+    """``prepare_night`` for a named dataset, once per state dir (later calls reuse the marts).
+    Benchmarks started side by side on one state dir take turns: the first prepares, the
+    others wait for it and reuse its marts (two writers would delete each other's lake files)."""
+    home = Path(cfg.paths.home)
+    home.mkdir(parents=True, exist_ok=True)
+    marker = home / f"prepared-{dataset}"
+    with open(home / f"prepare-{dataset}.lock", "a") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            log.info("waiting for another process preparing %s in %s", dataset, home)
+            fcntl.flock(lock, fcntl.LOCK_EX)
+        if marker.exists():
+            return dt.date.fromisoformat(marker.read_text().strip())
+        run_date = prepare_night(cfg, dataset_events(cfg, dataset))
+        marker.write_text(run_date.isoformat())
+        return run_date
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pandas as pd
 import pyarrow as pa
 import pytest
 
@@ -71,3 +72,22 @@ def test_cuda_request_without_a_gpu_is_refused(monkeypatch, capsys):
     with pytest.raises(SystemExit) as exited:
         main(["--device", "cuda", "--skip-recbole"])
     assert exited.value.code == 2 and "--device cuda: torch sees no CUDA device here" in capsys.readouterr().err
+
+
+def test_timestamp_ties_count_tied_targets_and_where_the_two_orders_disagree():
+    from benchmarks.timestamp_ties import tie_report
+
+    # user u: a at t1, then b and c in one second (t2); user v: d, e, f at three seconds.
+    # Encore orders u's tie by event_id (c < b), the file (RecBole) by row (b before c):
+    # u's test item is b for Encore and c for RecBole, its valid item c and b
+    events = pd.DataFrame({
+        "user_id": ["u", "u", "u", "v", "v", "v"],
+        "item_id": ["a", "b", "c", "d", "e", "f"],
+        "ts": [1, 2, 2, 1, 2, 3],
+        "event_id": ["01", "09", "05", "02", "03", "04"],
+    })
+    report = tie_report(events)
+    assert report == {"events": 6, "users": 2, "events_sharing_their_second": 2,
+                      "mean_group_size_per_event": round(8 / 6, 3),
+                      "users_with_tied_test_event": 1, "users_whose_test_item_differs": 1,
+                      "users_with_tied_valid_event": 1, "users_whose_valid_item_differs": 1}

@@ -8,8 +8,10 @@ Leave-one-out by time needs an order inside a second. Encore breaks ties by ``ev
 hash of user, item, time and source: ``spark_jobs/sessionize.py``); RecBole sorts by time
 stably, so its ties keep the file's row order. Counts, over every event of every user (the
 RecBole protocol: every rating an interaction): events that share their second with another
-event of the same user, the users whose last (test) and second-to-last (validation) events
-lie in such a group, and the users whose test / validation item differs between the two orders.
+event of the same user; adjacent tied events in file order and how many of them have increasing
+item ids (about half: the file's order inside a second is no signal); the users whose last (test)
+and second-to-last (validation) events lie in such a group, and the users whose test /
+validation item differs between the two orders.
 Prints a markdown table and writes the JSON report.
 """
 
@@ -41,6 +43,14 @@ def tie_report(events: pd.DataFrame) -> dict:
         "events_sharing_their_second": int((group_size > 1).sum()),
         "mean_group_size_per_event": round(float(group_size.mean()), 3),
     }
+    # does the file's order inside a second carry a signal? (item ids compared as numbers if they all are)
+    items = pd.to_numeric(recbole["item_id"], errors="coerce")
+    items = items if items.notna().all() else recbole["item_id"]
+    same_group = (recbole["user_id"].to_numpy()[1:] == recbole["user_id"].to_numpy()[:-1]) & (
+        recbole["ts"].to_numpy()[1:] == recbole["ts"].to_numpy()[:-1])
+    increasing = items.to_numpy()[1:] > items.to_numpy()[:-1]
+    report["tied_pairs_in_file_order"] = int(same_group.sum())
+    report["tied_pairs_with_increasing_item_id"] = int((same_group & increasing).sum())
     for n, split in ((1, "test"), (2, "valid")):
         ours, theirs = nth_from_end(encore, n), nth_from_end(recbole, n)
         tied = group_size.loc[ours["file_row"]].to_numpy() > 1

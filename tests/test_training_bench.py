@@ -89,5 +89,6 @@ def test_timestamp_ties_count_tied_targets_and_where_the_two_orders_disagree():
     report = tie_report(events)
     assert report == {"events": 6, "users": 2, "events_sharing_their_second": 2,
                       "mean_group_size_per_event": round(8 / 6, 3),
+                      "tied_pairs_in_file_order": 1, "tied_pairs_with_increasing_item_id": 1,
                       "users_with_tied_test_event": 1, "users_whose_test_item_differs": 1,
                       "users_with_tied_valid_event": 1, "users_whose_valid_item_differs": 1}

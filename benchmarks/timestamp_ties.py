@@ -53,7 +53,7 @@ def tie_report(events: pd.DataFrame) -> dict:
     report["tied_pairs_with_increasing_item_id"] = int((same_group & increasing).sum())
     for n, split in ((1, "test"), (2, "valid")):
         ours, theirs = nth_from_end(encore, n), nth_from_end(recbole, n)
-        tied = group_size.loc[ours["file_row"]].to_numpy() > 1
+        tied = group_size.to_numpy()[ours["file_row"].to_numpy()] > 1
         report[f"users_with_tied_{split}_event"] = int(tied.sum())
         report[f"users_whose_{split}_item_differs"] = int((ours["item_id"] != theirs.loc[ours.index, "item_id"]).sum())
     return report

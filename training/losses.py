@@ -93,8 +93,9 @@ def _weighted_targets_loss(logits: torch.Tensor, targets: torch.Tensor, weights:
         raise ValueError("every row needs a target with a positive weight")
     target_dist = torch.zeros_like(logits).scatter_add_(1, (targets - 1).clamp(min=0), weights)
     target_dist = target_dist / target_dist.sum(1, keepdim=True)
-    log_probs = F.log_softmax(logits, dim=1)
-    if excluded is not None:
+    if excluded is None:
+        log_probs = F.log_softmax(logits, dim=1)
+    else:
         dropped = excluded[:, 1 : logits.shape[1] + 1] & (target_dist == 0)
         log_probs = F.log_softmax(logits.masked_fill(dropped, float("-inf")), dim=1).masked_fill(dropped, 0.0)
     nll = -(target_dist * log_probs).sum(1)

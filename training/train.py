@@ -149,7 +149,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--contrastive", choices=CONTRASTIVE)
     parser.add_argument("--loss", choices=LOSSES)
     parser.add_argument("--train-target", choices=TRAIN_TARGETS,
-                        help="training target: next non-skipped item (default) or every next item")
+                        help="training target: next non-skipped item (default), every next item, or the next K "
+                             "non-skipped items weighted by their soft labels (full_softmax)")
     for name, kind in [("epochs", int), ("batch-size", int), ("lr", float), ("weight-decay", float),
                        ("n-sampled", int), ("cl-weight", float), ("cl-temperature", float), ("patience", int),
                        ("seed", int), ("max-seq-len", int), ("hidden", int), ("layers", int), ("heads", int),

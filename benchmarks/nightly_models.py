@@ -5,7 +5,7 @@ CLI::
     python -m benchmarks.nightly_models --dataset synthetic_music|ml-100k --seeds 0 1 2 \\
         [--configs sasrec sasrec_seed_defaults ...] [--models session_knn wrmf_neg smoe_bst ...] \\
         [--protocol nightly|recbole] [--sequence-events N] [--epochs N] [--threads N] \\
-        [--home /tmp/encore_nightly_models] [--out bench_results/nightly_models_<dataset>.json]
+        [--ensemble N] [--home /tmp/encore_nightly_models] [--out bench_results/nightly_models_<dataset>.json]
 
 The data goes through the nightly's own path (``benchmarks.datasets.prepare_night``: lake,
 Spark, dbt marts) as of the dataset's last day, in the scratch state dir ``--home``: the
@@ -15,7 +15,10 @@ S-MoE-BST with the default PHNS mix) are fitted as the nightly fits them. Protoc
 nightly's (temporal leave-last-out on positives, full ranking, the user's whole history
 excluded); ``--protocol recbole`` (MovieLens) makes every rating an interaction, so the split is
 RecBole's leave-one-out by time. Numbers are the test split at the best validation epoch, mean
-± sample std over seeds. Prints a markdown table and writes the JSON report.
+± sample std over seeds. ``--ensemble N`` also scores each SASRec configuration's seeds in
+consecutive groups of N as one model (the mean of the members' log-softmax scores; row
+``<config>_ensembleN``, one entry per group); with ``--ensemble-from REPORT ...`` it trains
+nothing and groups the runs of earlier reports. Prints a markdown table and writes the JSON report.
 """
 
 from __future__ import annotations
@@ -64,6 +67,7 @@ CONFIGS: dict[str, dict] = {
     "sasrec_batch16_layers1": dict(batch_size=16, layers=1),
     "sasrec_batch16_exclude_seen": dict(batch_size=16, exclude_seen=True),
     "sasrec_batch16_cosine": dict(batch_size=16, lr_schedule="cosine"),
+    "sasrec_batch16_ensemble5": dict(batch_size=16, ensemble_seeds=5),
     "sasrec_batch16_duorec": dict(batch_size=16, contrastive="dropout", cl_weight=0.1, cl_temperature=1.0),
 }
 # registry models fitted with the nightly's own settings (the config's training section)
@@ -73,6 +77,30 @@ def model_of(name: str) -> str:
 
 
 COLUMNS = ("ndcg@10", "hr@10", "mrr@10", "skip_mrr")
+
+
+def ensemble_rows(cfg, data, runs: list[dict], size: int) -> list[dict]:
+    """Valid and test metrics of each consecutive group of ``size`` runs scored as one
+    ``SeedEnsemble`` (members loaded from their MLflow runs; a last, smaller group is dropped):
+    what ``training.ensemble_seeds`` trains, from runs already made."""
+    import dataclasses
+
+    from training.evaluation import evaluate_model
+    from training.inference import load_model_for_inference
+    from training.models.ensemble import SeedEnsemble, SeedEnsembleConfig
+
+    rows = []
+    for start in range(0, len(runs) - size + 1, size):
+        group = runs[start:start + size]
+        bundles = [load_model_for_inference(cfg, f"runs:/{r['run_id']}/model", device="cpu") for r in group]
+        length = bundles[0].max_seq_len
+        members = [b.model for b in bundles]
+        ensemble = SeedEnsemble(SeedEnsembleConfig(data.n_items, length, "sasrec",
+                                                   [dataclasses.asdict(m.config) for m in members]), members)
+        metrics = {split: evaluate_model(ensemble, data.split(split, length), data.n_items,
+                                         exclude=cfg.training.eval_exclude) for split in ("valid", "test")}
+        rows.append({"seeds": [r["seed"] for r in group], "seconds": sum(r["seconds"] for r in group), **metrics})
+    return rows
 
 
 def prepare_data(dataset: str, protocol: str, sequence_events: int, home: str):
@@ -107,12 +135,28 @@ def apply_common_options(parser: argparse.ArgumentParser, args: argparse.Namespa
         torch.set_num_threads(args.threads)
 
 
+def earlier_runs(reports: list[str], configs: list[str]) -> tuple[list[int], dict[str, list[dict]]]:
+    """The seeds and the ``configs``' runs of earlier reports of this CLI (same ``--home``), in seed order."""
+    runs: dict[str, list[dict]] = {}
+    for path in reports:
+        for name, rows in json.loads(Path(path).read_text())["runs"].items():
+            if name in configs:
+                runs.setdefault(name, []).extend(rows)
+    missing = [name for name in configs if name not in runs]
+    if missing:
+        raise SystemExit(f"no runs of {missing} in {reports}")
+    runs = {name: sorted(rows, key=lambda r: r["seed"]) for name, rows in runs.items()}
+    return sorted({r["seed"] for rows in runs.values() for r in rows}), runs
+
+
 def run(args) -> dict:
     from training.train import train_model
 
     cfg, run_date, data = prepare_data(args.dataset, args.protocol, args.sequence_events, args.home)
     runs: dict[str, list[dict]] = {}
-    for seed in args.seeds:
+    if args.ensemble_from:  # score earlier runs' models, train nothing
+        args.seeds, runs = earlier_runs(args.ensemble_from, args.configs)
+    for seed in [] if args.ensemble_from else args.seeds:
         for name in [*args.configs, *args.models]:
             settings = CONFIGS.get(name, {}) | ({"progress": False} if model_of(name) in SEQUENCE_MODELS else {})
             if args.epochs and name in CONFIGS:
@@ -122,12 +166,18 @@ def run(args) -> dict:
             # a checkpoint directory per configuration: runs of several configurations side by side never share one
             out = train_model(cfg, run_date, model, data=data, dataset=f"{args.dataset}-{name}", register=False, resume=False,
                               seed=seed, **settings)
-            row = {"seed": seed, "seconds": round(time.perf_counter() - began, 1), "best_epoch": out["best_epoch"],
+            row = {"seed": seed, "run_id": out["run_id"], "seconds": round(time.perf_counter() - began, 1), "best_epoch": out["best_epoch"],
                    "valid": out["valid"], "test": out["test"]}
             runs.setdefault(name, []).append(row)
             print(f"{name:28s} seed {seed}: test ndcg@10 {out['test']['ndcg@10']:.4f} "
                   f"(valid {out['valid']['ndcg@10']:.4f}, best epoch {out['best_epoch']}, {row['seconds']:.0f} s)",
                   flush=True)
+    if args.ensemble > 1:
+        for name in args.configs:
+            for row in ensemble_rows(cfg, data, runs[name], args.ensemble):
+                runs.setdefault(f"{name}_ensemble{args.ensemble}", []).append(row)
+                print(f"{name} ensemble of seeds {row['seeds']}: test ndcg@10 {row['test']['ndcg@10']:.4f} "
+                      f"(valid {row['valid']['ndcg@10']:.4f})", flush=True)
     summary = {name: {c: mean_std([r["test"].get(c, float("nan")) for r in rows]) for c in COLUMNS}
                | {"seconds": mean_std([r["seconds"] for r in rows])} for name, rows in runs.items()}
     return {"dataset": args.dataset, "protocol": args.protocol, "sequence_events": cfg.sessions.sequence_events,
@@ -159,8 +209,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sequence-events", type=int, default=0,
                         help="events kept per user in the night's sequences (sessions.sequence_events; "
                              "default: the config's)")
+    parser.add_argument("--ensemble", type=int, default=1,
+                        help="also score each SASRec configuration's seeds in consecutive groups of N as one "
+                             "model (mean log-softmax); default 1 = no ensemble")
+    parser.add_argument("--ensemble-from", nargs="+", metavar="REPORT",
+                        help="train nothing: form the --ensemble groups from the runs of these earlier reports "
+                             "(same --home and --dataset; e.g. seeds run side by side in several invocations)")
     parser.add_argument("--out")
     args = parser.parse_args(argv)
+    if args.ensemble_from and args.ensemble < 2:
+        parser.error("--ensemble-from needs --ensemble N >= 2")
+    if args.ensemble > 1 and not args.ensemble_from and len(args.seeds) < args.ensemble:
+        parser.error(f"--ensemble {args.ensemble} needs at least {args.ensemble} --seeds")
     apply_common_options(parser, args)
     report = run(args)
     out = Path(args.out or f"bench_results/nightly_models_{args.dataset}.json")

@@ -76,6 +76,9 @@ def test_toml_file_then_env(tmp_path):
         ({"ENCORE__TRAINING__TRAIN_TARGET": "next_k", "ENCORE__TRAINING__LOSS": "sampled_softmax"},
          "training.train_target next_k needs training.loss full_softmax"),
         ({"ENCORE__TRAINING__TRAIN_TARGET": "next_click"}, "training.train_target must be"),
+        ({"ENCORE__TRAINING__ENSEMBLE_SEEDS": "0"}, "training.ensemble_seeds must be >= 1"),
+        ({"ENCORE__TRAINING__ENSEMBLE_SEEDS": "3", "ENCORE__TRAINING__MODELS": "sasrec,smoe_bst"},
+         "training.ensemble_seeds > 1 does not apply to smoe_bst"),
     ],
 )
 def test_bad_values_fail_with_their_name(tmp_path, env, message):

@@ -92,3 +92,23 @@ def test_timestamp_ties_count_tied_targets_and_where_the_two_orders_disagree():
                       "tied_pairs_in_file_order": 1, "tied_pairs_with_increasing_item_id": 1,
                       "users_with_tied_test_event": 1, "users_whose_test_item_differs": 1,
                       "users_with_tied_valid_event": 1, "users_whose_valid_item_differs": 1}
+
+
+
+def test_ensembles_from_earlier_reports_group_their_runs_in_seed_order(tmp_path):
+    import json
+
+    from benchmarks.nightly_models import earlier_runs
+
+    def report(name, seeds, other=()):
+        runs = {"sasrec_batch16": [{"seed": s, "run_id": f"r{s}"} for s in seeds],
+                "sasrec_batch16_ensemble3": [{"seeds": list(seeds)}], **{o: [{"seed": 0}] for o in other}}
+        (tmp_path / name).write_text(json.dumps({"runs": runs}))
+        return str(tmp_path / name)
+
+    reports = [report("b.json", [5, 3, 4], other=["session_knn"]), report("a.json", [0, 1, 2])]
+    seeds, runs = earlier_runs(reports, ["sasrec_batch16"])
+    assert seeds == [0, 1, 2, 3, 4, 5] and list(runs) == ["sasrec_batch16"]
+    assert [r["run_id"] for r in runs["sasrec_batch16"]] == ["r0", "r1", "r2", "r3", "r4", "r5"]
+    with pytest.raises(SystemExit, match="no runs of \\['sasrec'\\]"):
+        earlier_runs(reports, ["sasrec"])

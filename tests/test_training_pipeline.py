@@ -331,3 +331,63 @@ def test_a_killed_run_is_marked_failed_by_the_next_run_of_its_name(cfg):
     with tracking.start_run(cfg, "sasrec-2026-10-30-seed5", tags={"dataset": "ml-100k-a"}):
         pass
     assert client.get_run(alive).info.status == "RUNNING"
+
+
+def test_first_contact_with_a_new_sqlite_store_waits_for_the_setup_lock(cfg):
+    """Two processes creating MLflow's tables in one new sqlite file collide; start_run takes
+    ``<db>.lock`` first, so while another holder has it nothing is created, then it proceeds."""
+    import threading
+    import time
+    from pathlib import Path
+
+    from training import tracking
+
+    db = Path(cfg.paths.mlflow_tracking_uri.removeprefix("sqlite:///"))
+    db.parent.mkdir(parents=True, exist_ok=True)
+    finished = []
+    with open(f"{db}.lock", "a") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        worker = threading.Thread(target=lambda: finished.append(tracking.start_run(cfg, "waits").__exit__(None, None, None)))
+        worker.start()
+        # unlocked, the file appears within ~3 s on a loaded 2-core machine (measured); give it 8
+        deadline = time.monotonic() + 8
+        while time.monotonic() < deadline and not db.exists():
+            time.sleep(0.1)
+        assert worker.is_alive() and not db.exists() and not finished
+        fcntl.flock(held, fcntl.LOCK_UN)
+    worker.join(timeout=60)
+    assert not worker.is_alive() and finished and db.exists()
+
+
+def test_a_seed_ensemble_is_its_members_from_consecutive_seeds_scored_as_one(cfg, toy):
+    """ensemble_seeds=2 at seed 5 = the models of seeds 5 and 6, each as trained alone, scored by
+    the mean of their log-softmax scores; it registers and serves like any model."""
+    from training.evaluation import evaluate_model
+    from training.models.ensemble import SeedEnsemble
+    from training.train import train_model
+
+    kwargs = dict(data=toy, dataset="toy", epochs=2, contrastive="none", progress=False, resume=False, **SMALL)
+    seen = {}
+    ensemble = train_model(cfg, "2026-10-30", "sasrec", ensemble_seeds=2, seed=5,
+                           on_epoch_end=lambda epoch, row: seen.setdefault(epoch, {}).update(row), **kwargs)
+    assert ensemble["model_name"] == "sasrec+ensemble2" and ensemble["model_version"] == "1"
+    assert {"member0_valid_ndcg@10", "member1_valid_ndcg@10"} <= set(seen[1])  # each member's epochs, apart
+    alone = [train_model(cfg, "2026-10-30", "sasrec", seed=seed, **kwargs) for seed in (5, 6)]
+    served = load_model_for_inference(cfg, f"models:/{cfg.promotion.registered_model}/1", device="cpu")
+    members = [load_model_for_inference(cfg, f"models:/{cfg.promotion.registered_model}/{out['model_version']}",
+                                        device="cpu").model for out in alone]
+    assert isinstance(served.model, SeedEnsemble) and len(served.model.members) == 2
+    rows = toy.split("test", SMALL["max_seq_len"]).take(slice(0, 8))
+    with torch.no_grad():
+        alone_scores = [model.score_all(rows.seq, context=rows) for model in members]
+        for member, scores in zip(served.model.members, alone_scores):
+            assert torch.allclose(member.score_all(rows.seq, context=rows), scores, atol=1e-5)
+        assert not torch.allclose(*alone_scores, atol=1e-3)  # two seeds, two models
+        expected = (alone_scores[0].log_softmax(-1) + alone_scores[1].log_softmax(-1)) / 2
+        assert torch.allclose(served.model.score_all(rows.seq, context=rows), expected, atol=1e-5)
+    test = evaluate_model(SeedEnsemble(served.model.config, members), toy.split("test", SMALL["max_seq_len"]), toy.n_items)
+    assert ensemble["test"]["ndcg@10"] == pytest.approx(test["ndcg@10"], abs=1e-6)
+    with pytest.raises(ConfigError, match="ensemble_seeds must be >= 1"):
+        train_model(cfg, "2026-10-30", "sasrec", ensemble_seeds=0, **kwargs)
+    with pytest.raises(ConfigError, match="smoe_bst: ensemble_seeds > 1 is not supported"):
+        train_model(cfg, "2026-10-30", "smoe_bst", ensemble_seeds=2, **kwargs)

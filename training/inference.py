@@ -16,6 +16,7 @@ import torch
 
 from training.data import ItemVocab, SequenceBatch, history_mask
 from training.models import MODELS
+from training.models.ensemble import SeedEnsemble, SeedEnsembleConfig
 
 BUNDLE_FILE = "bundle.pt"
 
@@ -47,6 +48,7 @@ def save_bundle(path, model: torch.nn.Module, vocab: ItemVocab, model_name: str,
             "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
             "item_ids": vocab.item_ids,
             "meta": meta or {},
+            **({"seed_ensemble": True} if isinstance(model, SeedEnsemble) else {}),
         },
         path,
     )
@@ -60,7 +62,7 @@ def load_bundle(path: str | Path, device: str | torch.device = "cpu") -> Inferen
     family = blob["model_name"].split("+")[0]
     if family not in MODELS:
         raise ValueError(f"bundle {path} holds unknown model {blob['model_name']!r}")
-    config_cls, model_cls = MODELS[family]
+    config_cls, model_cls = (SeedEnsembleConfig, SeedEnsemble) if blob.get("seed_ensemble") else MODELS[family]
     model = model_cls(config_cls(**blob["config"]))
     model.load_state_dict(blob["state_dict"])
     model.to(device).eval()

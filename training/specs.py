@@ -24,6 +24,7 @@ from training.data import SequenceData
 from training.evaluation import evaluate_model
 from training.losses import MultiTaskSettings
 from training.models import MODELS
+from training.models.ensemble import SeedEnsemble, SeedEnsembleConfig
 from training.registry import MODEL_NAMES
 from training.trainer import Trainer, TrainSettings, seed_everything
 from training.user_features import USER_FEATURE_COLUMNS, attach_users
@@ -97,10 +98,29 @@ class SequenceModelSpec:
         hidden, heads = getattr(config, "hidden", 1), getattr(config, "heads", 1)
         if hidden % heads:
             raise ConfigError(f"hidden={hidden} must be divisible by heads={heads}")
+        if settings.ensemble_seeds > 1 and self.extra is not None:
+            raise ConfigError(f"{self.name}: ensemble_seeds > 1 is not supported (its extra evaluation reads one model)")
 
     def fit(self, cfg: EncoreConfig, run_date: dt.date, data: SequenceData, overrides: dict, *,
             checkpoints: Path, resume: bool, on_epoch_end: Callable | None) -> Fitted:
         settings, model_values, objective_values = self.settings(cfg, overrides)
+        if settings.ensemble_seeds > 1:
+            return self._fit_ensemble(cfg, run_date, data, settings, model_values, objective_values,
+                                      checkpoints=checkpoints, resume=resume, on_epoch_end=on_epoch_end)
+        trainer, result, params, variant = self._train(cfg, run_date, data, settings, model_values, objective_values,
+                                                       checkpoints=checkpoints, resume=resume, on_epoch_end=on_epoch_end)
+        if not distributed.is_main():  # torchrun: rank 0 evaluates, tracks and registers
+            return Fitted(trainer.model, variant, params, {}, {}, best_epoch=result.best_epoch)
+        test = trainer.evaluate("test")
+        extra = self.extra(cfg, run_date, data, trainer) if self.extra else {}
+        test = {**test, **extra.pop("test", {})}
+        return Fitted(trainer.model, variant, params, result.best_valid, test, extra, result.best_epoch,
+                      result.stopped_early)
+
+    def _train(self, cfg: EncoreConfig, run_date: dt.date, data: SequenceData, settings: TrainSettings,
+               model_values: dict, objective_values: dict, *, checkpoints: Path, resume: bool,
+               on_epoch_end: Callable | None):
+        """One model trained from ``settings.seed``: (trainer, its TrainResult, params, variant)."""
         distributed.init_from_env(settings.device)  # under torchrun: join the other ranks
         seed_everything(settings.seed)
         extra_values = {"max_seq_len": settings.max_seq_len}
@@ -114,20 +134,45 @@ class SequenceModelSpec:
             attach_users(model, data.user_ids, cfg, run_date)
         objective, variant = None, self.name
         if self.objective is not None:
-            objective, variant = self.objective(cfg, run_date, data, model, settings, objective_values)
+            objective, variant = self.objective(cfg, run_date, data, model, settings, dict(objective_values))
         elif settings.contrastive != "none":
             variant = f"{self.name}+cl_{settings.contrastive}"
         trainer = Trainer(model, data, settings, checkpoint_dir=checkpoints / variant / f"seed{settings.seed}",
                           on_epoch_end=on_epoch_end if distributed.is_main() else None, objective=objective)
         result = trainer.fit(resume=resume)
         params = {**dataclasses.asdict(settings), **dataclasses.asdict(config), **(objective.params if objective else {})}
-        if not distributed.is_main():  # torchrun: rank 0 evaluates, tracks and registers
-            return Fitted(trainer.model, variant, params, {}, {}, best_epoch=result.best_epoch)
-        test = trainer.evaluate("test")
-        extra = self.extra(cfg, run_date, data, trainer) if self.extra else {}
-        test = {**test, **extra.pop("test", {})}
-        return Fitted(trainer.model, variant, params, result.best_valid, test, extra, result.best_epoch,
-                      result.stopped_early)
+        return trainer, result, params, variant
+
+    def _fit_ensemble(self, cfg: EncoreConfig, run_date: dt.date, data: SequenceData, settings: TrainSettings,
+                      model_values: dict, objective_values: dict, *, checkpoints: Path, resume: bool,
+                      on_epoch_end: Callable | None) -> Fitted:
+        """``settings.ensemble_seeds`` members from seeds ``seed, seed + 1, ...``, each trained and
+        early-stopped on its own (epoch metrics logged as ``member<i>_<metric>``), scored as one
+        ``SeedEnsemble`` on validation and test."""
+        members, results = [], []  # the trainers (and their splits) are dropped as each member ends
+        for i in range(settings.ensemble_seeds):
+            hook = None if on_epoch_end is None else _member_hook(on_epoch_end, i)
+            print(f"{self.name}: ensemble member {i + 1}/{settings.ensemble_seeds} (seed {settings.seed + i})", flush=True)
+            member = dataclasses.replace(settings, seed=settings.seed + i)
+            trainer, result, params, variant = self._train(cfg, run_date, data, member, model_values, objective_values,
+                                                           checkpoints=checkpoints, resume=resume, on_epoch_end=hook)
+            members.append(trainer.model)
+            results.append(result)
+            device = trainer.device
+        params = {**params, "seed": settings.seed, "member_best_epochs": [r.best_epoch for r in results]}
+        variant = f"{variant}+ensemble{settings.ensemble_seeds}"
+        config = SeedEnsembleConfig(data.n_items, settings.max_seq_len, self.name,
+                                    [dataclasses.asdict(m.config) for m in members])
+        ensemble = SeedEnsemble(config, members)
+        best_epoch = max(r.best_epoch for r in results)
+        if not distributed.is_main():
+            return Fitted(ensemble, variant, params, {}, {}, best_epoch=best_epoch)
+        metrics = {split: evaluate_model(ensemble, data.split(split, settings.max_seq_len), data.n_items,
+                                         exclude=settings.eval_exclude, batch_size=settings.eval_batch_size,
+                                         device=device, bf16=settings.bf16)
+                   for split in ("valid", "test")}
+        return Fitted(ensemble, variant, params, metrics["valid"], metrics["test"], best_epoch=best_epoch,
+                      stopped_early=all(r.stopped_early for r in results))
 
 
 class BaselineSpec:
@@ -158,6 +203,14 @@ class BaselineSpec:
                                          exclude=cfg.training.eval_exclude) for split in ("valid", "test")}
         params = {**dataclasses.asdict(config), "seed": values["seed"]}
         return Fitted(model, self.name, params, metrics["valid"], metrics["test"])
+
+
+def _member_hook(on_epoch_end: Callable, member: int) -> Callable:
+    """An ensemble member's epoch hook: its metrics under ``member<i>_<name>`` (the members' epochs overlap)."""
+    def hook(epoch: int, row: dict[str, float]) -> None:
+        on_epoch_end(epoch, {(k if k == "epoch" else f"member{member}_{k}"): v for k, v in row.items()})
+
+    return hook
 
 
 def _smoe_objective(cfg, run_date, data, model, settings, values):

@@ -11,7 +11,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import fcntl
 import hashlib
 import io
 import math
@@ -43,12 +45,32 @@ def start_run(cfg: EncoreConfig, run_name: str, experiment: str = EXPERIMENT, ta
     RUNNING was killed (a run that ends normally or by an exception is closed by MLflow), so it
     is marked FAILED first."""
     mlflow.set_tracking_uri(cfg.paths.mlflow_tracking_uri)
-    if mlflow.get_experiment_by_name(experiment) is None:
-        Path(cfg.paths.mlflow_artifacts).mkdir(parents=True, exist_ok=True)
-        mlflow.create_experiment(experiment, artifact_location=Path(cfg.paths.mlflow_artifacts).resolve().as_uri())
-    found = mlflow.set_experiment(experiment)
+    with sqlite_setup_lock(cfg.paths.mlflow_tracking_uri):
+        if mlflow.get_experiment_by_name(experiment) is None:
+            Path(cfg.paths.mlflow_artifacts).mkdir(parents=True, exist_ok=True)
+            mlflow.create_experiment(experiment, artifact_location=Path(cfg.paths.mlflow_artifacts).resolve().as_uri())
+        found = mlflow.set_experiment(experiment)
     fail_abandoned_runs(MlflowClient(), found.experiment_id, run_name, (tags or {}).get("dataset"))
     return mlflow.start_run(run_name=run_name, tags=tags)
+
+
+@contextlib.contextmanager
+def sqlite_setup_lock(tracking_uri: str):
+    """For a ``sqlite:///`` store, an exclusive lock on ``<db>.lock`` around a process's first
+    contact: MLflow creates (or migrates) the tables when a process first opens the file, and
+    two processes doing so on a new file at once collide ("table ... already exists"; seen with
+    benchmarks started side by side). Other stores (a tracking server) need no lock."""
+    if not tracking_uri.startswith("sqlite:///"):
+        yield
+        return
+    path = Path(tracking_uri.removeprefix("sqlite:///") + ".lock")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def fail_abandoned_runs(client: MlflowClient, experiment_id: str, run_name: str, dataset: str | None = None) -> list[str]:

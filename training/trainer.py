@@ -87,6 +87,7 @@ class TrainSettings:
     cl_temperature: float = 0.1
     patience: int = 3
     seed: int = 42
+    ensemble_seeds: int = 1  # > 1: train that many models (seeds seed, seed + 1, ...) and score them as one (training.specs)
     device: str = "auto"
     bf16: bool = True
     eval_batch_size: int = 512
@@ -127,6 +128,7 @@ class TrainSettings:
             (self.contrastive in CONTRASTIVE, f"contrastive must be one of {'|'.join(CONTRASTIVE)}"),
             (self.cl_temperature > 0, "cl_temperature must be > 0"),
             (self.patience >= 1, "patience must be >= 1"),
+            (self.ensemble_seeds >= 1, "ensemble_seeds must be >= 1"),
             (self.device in {"auto", "cpu", "cuda"}, "device must be auto|cpu|cuda"),
             (self.eval_exclude in EXCLUDE_MODES, f"eval_exclude must be one of {'|'.join(EXCLUDE_MODES)}"),
         ]

@@ -186,6 +186,9 @@ class TrainingConfig:
     cl_temperature: float = 0.1
     patience: int = 3
     seed: int = 42
+    # > 1: each neural model is that many models (seeds seed, seed + 1, ...) scored as one (the mean of
+    # their log-softmax scores; training.models.ensemble), at that many times the training time
+    ensemble_seeds: int = 1
     device: str = "auto"  # auto | cpu | cuda
     bf16: bool = True
     # evaluation protocol: the user's items removed from the ranking of a validation / test target:
@@ -456,6 +459,10 @@ def _validate(cfg: EncoreConfig) -> None:
         (cfg.training.gbce_negatives >= 1, "training.gbce_negatives must be >= 1"),
         (0 <= cfg.training.gbce_calibration <= 1, "training.gbce_calibration must be in [0, 1]"),
         (0 <= cfg.training.ema_decay < 1, "training.ema_decay must be in [0, 1)"),
+        (cfg.training.ensemble_seeds >= 1, "training.ensemble_seeds must be >= 1"),
+        (cfg.training.ensemble_seeds == 1 or "smoe_bst" not in cfg.training.models,
+         "training.ensemble_seeds > 1 does not apply to smoe_bst (its PHNS evaluation reads one model): "
+         "drop smoe_bst from training.models or set ensemble_seeds 1"),
         (cfg.training.device in {"auto", "cpu", "cuda"}, "training.device must be auto|cpu|cuda"),
         (cfg.training.hidden % cfg.training.heads == 0, "training.hidden must be divisible by training.heads"),
         (cfg.inference.k > 0, "inference.k must be positive"),

@@ -11,7 +11,8 @@ trainer, losses, metrics and inference work with any of them:
 * ``training_inputs(batch) -> (inputs [B, L], targets [B, L])`` — 0 = no target.
 
 ``MODELS`` maps a CLI/registry name to (config class, model class); a new model
-registers itself here.
+registers itself here. ``ensemble.SeedEnsemble`` (several trained models of one family scored
+as one, ``training.ensemble_seeds``) only scores, so it is not a trainable entry.
 """
 
 from __future__ import annotations

@@ -94,7 +94,6 @@ def test_timestamp_ties_count_tied_targets_and_where_the_two_orders_disagree():
                       "users_with_tied_valid_event": 1, "users_whose_valid_item_differs": 1}
 
 
-
 def test_ensembles_from_earlier_reports_group_their_runs_in_seed_order(tmp_path):
     import json
 

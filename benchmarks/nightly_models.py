@@ -83,20 +83,16 @@ def ensemble_rows(cfg, data, runs: list[dict], size: int) -> list[dict]:
     """Valid and test metrics of each consecutive group of ``size`` runs scored as one
     ``SeedEnsemble`` (members loaded from their MLflow runs; a last, smaller group is dropped):
     what ``training.ensemble_seeds`` trains, from runs already made."""
-    import dataclasses
-
     from training.evaluation import evaluate_model
     from training.inference import load_model_for_inference
-    from training.models.ensemble import SeedEnsemble, SeedEnsembleConfig
+    from training.models.ensemble import SeedEnsemble
 
     rows = []
     for start in range(0, len(runs) - size + 1, size):
         group = runs[start:start + size]
         bundles = [load_model_for_inference(cfg, f"runs:/{r['run_id']}/model", device="cpu") for r in group]
         length = bundles[0].max_seq_len
-        members = [b.model for b in bundles]
-        ensemble = SeedEnsemble(SeedEnsembleConfig(data.n_items, length, "sasrec",
-                                                   [dataclasses.asdict(m.config) for m in members]), members)
+        ensemble = SeedEnsemble.of([b.model for b in bundles], "sasrec", data.n_items, length)
         metrics = {split: evaluate_model(ensemble, data.split(split, length), data.n_items,
                                          exclude=cfg.training.eval_exclude) for split in ("valid", "test")}
         rows.append({"seeds": [r["seed"] for r in group], "seconds": sum(r["seconds"] for r in group), **metrics})
@@ -186,11 +182,13 @@ def run(args) -> dict:
 
 
 def markdown(report: dict) -> str:
-    lines = [f"| model ({len(report['seeds'])} seeds) | " + " | ".join(COLUMNS) + " | seconds |",
-             "|---|" + "---:|" * (len(COLUMNS) + 1)]
+    """The summary as a table; n = the runs (seeds, or ensembles of seeds) behind each row's mean
+    ± sample std, and a row of one run shows its value alone."""
+    lines = ["| model | n | " + " | ".join(COLUMNS) + " | seconds |", "|---|" + "---:|" * (len(COLUMNS) + 2)]
     for name, cells in report["summary"].items():
-        values = [f"{cells[c]['mean']:.4f} ± {cells[c]['std']:.4f}" for c in COLUMNS]
-        lines.append(f"| {name} | " + " | ".join(values) + f" | {cells['seconds']['mean']:.0f} |")
+        n = cells[COLUMNS[0]]["n"]
+        values = [f"{cells[c]['mean']:.4f}" + (f" ± {cells[c]['std']:.4f}" if n > 1 else "") for c in COLUMNS]
+        lines.append(f"| {name} | {n} | " + " | ".join(values) + f" | {cells['seconds']['mean']:.0f} |")
     return "\n".join(lines)
 
 

@@ -111,3 +111,17 @@ def test_ensembles_from_earlier_reports_group_their_runs_in_seed_order(tmp_path)
     assert [r["run_id"] for r in runs["sasrec_batch16"]] == ["r0", "r1", "r2", "r3", "r4", "r5"]
     with pytest.raises(SystemExit, match="no runs of \\['sasrec'\\]"):
         earlier_runs(reports, ["sasrec"])
+
+
+def test_nightly_models_table_shows_a_single_run_without_a_spread():
+    from benchmarks.experiments import mean_std
+    from benchmarks.nightly_models import COLUMNS, markdown
+
+    def cells(values, seconds):
+        return {c: mean_std(values) for c in COLUMNS} | {"seconds": mean_std(seconds)}
+
+    table = markdown({"summary": {"sasrec": cells([0.30, 0.32], [100, 120]),
+                                  "sasrec_ensemble2": cells([0.33], [220])}}).splitlines()
+    assert table[0] == "| model | n | ndcg@10 | hr@10 | mrr@10 | skip_mrr | seconds |"
+    assert table[2] == "| sasrec | 2 | " + " | ".join(["0.3100 ± 0.0141"] * 4) + " | 110 |"
+    assert table[3] == "| sasrec_ensemble2 | 1 | " + " | ".join(["0.3300"] * 4) + " | 220 |"

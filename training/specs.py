@@ -24,7 +24,7 @@ from training.data import SequenceData
 from training.evaluation import evaluate_model
 from training.losses import MultiTaskSettings
 from training.models import MODELS
-from training.models.ensemble import SeedEnsemble, SeedEnsembleConfig
+from training.models.ensemble import SeedEnsemble
 from training.registry import MODEL_NAMES
 from training.trainer import Trainer, TrainSettings, seed_everything
 from training.user_features import USER_FEATURE_COLUMNS, attach_users
@@ -161,9 +161,7 @@ class SequenceModelSpec:
             device = trainer.device
         params = {**params, "seed": settings.seed, "member_best_epochs": [r.best_epoch for r in results]}
         variant = f"{variant}+ensemble{settings.ensemble_seeds}"
-        config = SeedEnsembleConfig(data.n_items, settings.max_seq_len, self.name,
-                                    [dataclasses.asdict(m.config) for m in members])
-        ensemble = SeedEnsemble(config, members)
+        ensemble = SeedEnsemble.of(members, self.name, data.n_items, settings.max_seq_len)
         best_epoch = max(r.best_epoch for r in results)
         if not distributed.is_main():
             return Fitted(ensemble, variant, params, {}, {}, best_epoch=best_epoch)

@@ -9,6 +9,7 @@ the ensemble as a whole.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 
 import torch
@@ -37,6 +38,13 @@ class SeedEnsemble(nn.Module):
         if not members:
             raise ValueError("a seed ensemble needs at least one member")
         self.members = nn.ModuleList(members)
+
+    @classmethod
+    def of(cls, members: list[nn.Module], member_model: str, n_items: int, max_seq_len: int) -> "SeedEnsemble":
+        """The ensemble of trained ``members`` (``member_model`` models), its config read from theirs."""
+        config = SeedEnsembleConfig(n_items, max_seq_len, member_model,
+                                    [dataclasses.asdict(member.config) for member in members])
+        return cls(config, members)
 
     def score_all(self, seqs: torch.Tensor, context: SequenceBatch | None = None) -> torch.Tensor:
         scores = [member.score_all(seqs, context=context).float().log_softmax(-1) for member in self.members]

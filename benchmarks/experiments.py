@@ -171,6 +171,14 @@ def mean_std(values: list[float]) -> dict[str, float]:
     return {"mean": float(np.mean(finite)), "std": std, "n": len(finite)}
 
 
+def format_mean_std(cell: dict | None, missing: str = "n/a") -> str:
+    """A ``mean_std`` cell as a table shows it: "mean ± std", the mean alone for one run,
+    ``missing`` for none."""
+    if not cell or not cell["n"]:
+        return missing
+    return f"{cell['mean']:.4f}" + (f" ± {cell['std']:.4f}" if cell["n"] > 1 else "")
+
+
 def aggregate(runs: list[dict], split: str = "test") -> dict[str, dict[str, dict[str, float]]]:
     """``{variant: {metric: {mean, std, n}}}`` over seeds (variants in first-seen order)."""
     summary: dict[str, dict[str, dict[str, float]]] = {}
@@ -264,10 +272,7 @@ def markdown_table(summary: dict, metrics: list[str] = TABLE_METRICS) -> str:
     header = "| variant | " + " | ".join(("skip MRR ↓" if m == "skip_mrr" else m.upper()) for m in metrics) + " | best epoch |"
     lines = [header, "|" + "---|" * (len(metrics) + 2)]
     for variant, cells in summary.items():
-        values = []
-        for metric in metrics:
-            cell = cells.get(metric)
-            values.append("n/a" if not cell or not math.isfinite(cell["mean"]) else f"{cell['mean']:.4f} ± {cell['std']:.4f}")
+        values = [format_mean_std(cells.get(metric)) for metric in metrics]
         epoch = cells["best_epoch"]
         lines.append(f"| {variant} | " + " | ".join(values) + f" | {epoch['mean']:.1f} |")
     return "\n".join(lines)

@@ -26,10 +26,10 @@ Prints a markdown table, mean ± std (ddof=1) over seeds.
 from __future__ import annotations
 
 import argparse
-import statistics
 from pathlib import Path
 
 from benchmarks.datasets import experiment_config, prepare_night
+from benchmarks.experiments import format_mean_std, mean_std
 
 BASE = dict(next_k=1, ctr_weight=0.0, completion_weight=0.0, entropy_weight=0.0, engagement_alpha=0.0)
 MTL = dict(ctr_weight=0.5, completion_weight=0.5, entropy_weight=0.01, engagement_alpha=1.0)
@@ -110,11 +110,7 @@ def markdown(results: dict[str, dict[str, list[float]]], n_seeds: int) -> str:
     columns = [f"{s}/{m}" for s in ("phns_hard", "easy") for m in METRICS] + ["test/ndcg@10"]
     lines = [f"| variant ({n_seeds} seed(s)) | " + " | ".join(columns) + " |", "|---" * (len(columns) + 1) + "|"]
     for name, row in results.items():
-        cells = []
-        for column in columns:
-            values = row[column]
-            std = statistics.stdev(values) if len(values) > 1 else 0.0
-            cells.append(f"{statistics.mean(values):.4f} ± {std:.4f}")
+        cells = [format_mean_std(mean_std(row[column])) for column in columns]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 

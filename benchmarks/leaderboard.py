@@ -19,13 +19,12 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import math
-import statistics
 import sys
 import tempfile
 from pathlib import Path
 
 from benchmarks.datasets import experiment_config, prepared
+from benchmarks.experiments import format_mean_std, mean_std
 from encore.core.config import EncoreConfig
 from training.baselines import BASELINES
 from training.data import SequenceData
@@ -50,11 +49,7 @@ def run_one(cfg: EncoreConfig, run_date: dt.date, spec: str, data: SequenceData,
 
 def markdown_table(results: dict[str, list[dict]], columns: tuple[str, ...] = COLUMNS) -> str:
     def cell(values: list[float]) -> str:
-        values = [v for v in values if not math.isnan(v)]
-        if not values:
-            return "–"
-        std = statistics.stdev(values) if len(values) > 1 else 0.0
-        return f"{statistics.fmean(values):.4f} ± {std:.4f}"
+        return format_mean_std(mean_std(values), missing="–")
 
     lines = ["| model | " + " | ".join(columns) + " |", "|---|" + "---|" * len(columns)]
     for spec, runs in results.items():

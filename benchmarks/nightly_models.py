@@ -28,7 +28,7 @@ import json
 import time
 from pathlib import Path
 
-from benchmarks.experiments import mean_std
+from benchmarks.experiments import format_mean_std, mean_std
 from training.registry import MODEL_NAMES, SEQUENCE_MODELS
 
 # SASRec configurations: overrides of the config's training section. "sasrec" is the nightly's
@@ -187,7 +187,7 @@ def markdown(report: dict) -> str:
     lines = ["| model | n | " + " | ".join(COLUMNS) + " | seconds |", "|---|" + "---:|" * (len(COLUMNS) + 2)]
     for name, cells in report["summary"].items():
         n = cells[COLUMNS[0]]["n"]
-        values = [f"{cells[c]['mean']:.4f}" + (f" ± {cells[c]['std']:.4f}" if n > 1 else "") for c in COLUMNS]
+        values = [format_mean_std(cells[c]) for c in COLUMNS]
         lines.append(f"| {name} | {n} | " + " | ".join(values) + f" | {cells['seconds']['mean']:.0f} |")
     return "\n".join(lines)
 

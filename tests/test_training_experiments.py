@@ -8,7 +8,8 @@ import mlflow
 import numpy as np
 import pytest
 
-from benchmarks.experiments import aggregate, check_claims, markdown_table, mean_std, run_grid, verdicts
+from benchmarks.experiments import (aggregate, check_claims, format_mean_std, markdown_table, mean_std, run_grid,
+                                    verdicts)
 from toy_data import toy_data
 
 
@@ -17,6 +18,13 @@ def test_mean_std_uses_sample_std_and_ignores_nan():
     assert mean_std([0.5]) == {"mean": 0.5, "std": 0.0, "n": 1}
     assert mean_std([0.2, float("nan"), 0.4])["n"] == 2
     assert math.isnan(mean_std([])["mean"])
+
+
+def test_benchmark_cells_show_a_spread_only_over_several_runs():
+    assert format_mean_std(mean_std([0.30, 0.32])) == "0.3100 ± 0.0141"
+    assert format_mean_std(mean_std([0.25, float("nan")])) == "0.2500"
+    assert format_mean_std(mean_std([float("nan")])) == "n/a"
+    assert format_mean_std(None, missing="–") == "–"
 
 
 def _fake_train(cfg, run_date, model_name, *, contrastive, seed, **_):

@@ -21,14 +21,13 @@ comparison). Test split at the best validation epoch; prints a markdown table, w
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
-from benchmarks.experiments import format_mean_std, mean_std
+from benchmarks.experiments import format_mean_std, mean_std, save_report
 from benchmarks.nightly_models import CONFIGS, apply_common_options, earlier_runs, prepare_data
 from training.data import PAD_ID, SequenceBatch
 from training.losses import full_softmax_loss, skip_infonce_loss
@@ -183,11 +182,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--teacher-seeds needs at least two seeds (an ensemble)")
     apply_common_options(parser, args)
     report = run(args)
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(report, indent=2, default=str))
-    print(markdown(report))
-    print(f"wrote {out}")
+    save_report(report, args.out, markdown(report))
     return 0
 
 

@@ -171,6 +171,17 @@ def mean_std(values: list[float]) -> dict[str, float]:
     return {"mean": float(np.mean(finite)), "std": std, "n": len(finite)}
 
 
+def save_report(report: dict, out: str | Path, table: str) -> Path:
+    """Write a benchmark's JSON ``report`` to ``out`` (making its folder), print its markdown
+    ``table`` and where the report went."""
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=2, default=str))
+    print(table)
+    print(f"wrote {out}")
+    return out
+
+
 def format_mean_std(cell: dict | None, missing: str = "n/a") -> str:
     """A ``mean_std`` cell as a table shows it: "mean ± std", the mean alone for one run,
     ``missing`` for none."""

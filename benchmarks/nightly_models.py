@@ -28,7 +28,7 @@ import json
 import time
 from pathlib import Path
 
-from benchmarks.experiments import format_mean_std, mean_std
+from benchmarks.experiments import format_mean_std, mean_std, save_report
 from training.registry import MODEL_NAMES, SEQUENCE_MODELS
 
 # SASRec configurations: overrides of the config's training section. "sasrec" is the nightly's
@@ -221,11 +221,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--ensemble {args.ensemble} needs at least {args.ensemble} --seeds")
     apply_common_options(parser, args)
     report = run(args)
-    out = Path(args.out or f"bench_results/nightly_models_{args.dataset}.json")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(report, indent=2, default=str))
-    print(markdown(report))
-    print(f"wrote {out}")
+    save_report(report, args.out or f"bench_results/nightly_models_{args.dataset}.json", markdown(report))
     return 0
 
 

@@ -20,10 +20,10 @@ installs it; it is not a runtime dependency).
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
 
+from benchmarks.experiments import save_report
 from benchmarks.nightly_models import apply_common_options, prepare_data
 
 # the searched settings (overrides of the config's training section) and their ranges
@@ -126,12 +126,8 @@ def main(argv: list[str] | None = None) -> int:
     apply_common_options(parser, args)
     Path("bench_results").mkdir(exist_ok=True)  # the default --storage lives there
     report = run(args)
-    out = Path(args.out or f"bench_results/sasrec_search_{args.study}.json")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(report, indent=2, default=str))
-    print(markdown(report))
+    save_report(report, args.out or f"bench_results/sasrec_search_{args.study}.json", markdown(report))
     print(f"best: {report['best']}")
-    print(f"wrote {out}")
     return 0
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 
 import mlflow
@@ -9,7 +10,7 @@ import numpy as np
 import pytest
 
 from benchmarks.experiments import (aggregate, check_claims, format_mean_std, markdown_table, mean_std, run_grid,
-                                    verdicts)
+                                    verdicts, save_report)
 from toy_data import toy_data
 
 
@@ -25,6 +26,12 @@ def test_benchmark_cells_show_a_spread_only_over_several_runs():
     assert format_mean_std(mean_std([0.25, float("nan")])) == "0.2500"
     assert format_mean_std(mean_std([float("nan")])) == "n/a"
     assert format_mean_std(None, missing="–") == "–"
+
+
+def test_save_report_makes_its_folder_writes_json_and_prints_the_table(tmp_path, capsys):
+    out = save_report({"runs": {"a": [0.5]}, "when": tmp_path}, tmp_path / "new" / "r.json", "| a | 0.5000 |")
+    assert json.loads(out.read_text()) == {"runs": {"a": [0.5]}, "when": str(tmp_path)}
+    assert capsys.readouterr().out.splitlines() == ["| a | 0.5000 |", f"wrote {out}"]
 
 
 def _fake_train(cfg, run_date, model_name, *, contrastive, seed, **_):

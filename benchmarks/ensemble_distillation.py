@@ -28,19 +28,21 @@ import torch
 import torch.nn.functional as F
 
 from benchmarks.experiments import format_mean_std, mean_std, save_report
-from benchmarks.nightly_models import CONFIGS, apply_common_options, earlier_runs, prepare_data
+from benchmarks.nightly_models import (CONFIGS, apply_common_options, earlier_runs, ensemble_metrics, ensemble_of_runs,
+                                       prepare_data)
 from training.data import PAD_ID, SequenceBatch
-from training.losses import full_softmax_loss, skip_infonce_loss
+from training.losses import skip_infonce_loss
 
 COLUMNS = ("ndcg@10", "hr@10", "mrr@10")
 
 
-def position_log_probs(model: torch.nn.Module, inputs: torch.Tensor, batch: SequenceBatch,
-                       has_target: torch.Tensor) -> torch.Tensor:
-    """``[N, n_items]`` next-item log-probabilities of ``model`` at the N positions with a target."""
+def next_item_logits(model: torch.nn.Module, inputs: torch.Tensor, batch: SequenceBatch,
+                     has_target: torch.Tensor) -> torch.Tensor:
+    """``[N, n_items]`` next-item scores of ``model`` at the N positions with a target (column c =
+    item id c + 1): what ``full_softmax_loss`` scores."""
     table = model.item_embeddings().float()
     vectors = model.predict_vectors(model.encode(inputs, batch)[has_target]).float()
-    return (vectors @ table[1 : table.shape[0] - 1].T).log_softmax(-1)
+    return vectors @ table[1 : table.shape[0] - 1].T
 
 
 def distillation_loss(student_logits: torch.Tensor, teacher_log_probs: torch.Tensor, temperature: float) -> torch.Tensor:
@@ -79,13 +81,14 @@ class EnsembleDistillation:
     def __call__(self, model: torch.nn.Module, batch: SequenceBatch) -> dict[str, torch.Tensor]:
         inputs, targets = model.training_inputs(batch)
         has_target = targets != PAD_ID
-        table = model.item_embeddings().float()
-        vectors = model.predict_vectors(model.encode(inputs, batch)[has_target]).float()
-        nll = full_softmax_loss(vectors, targets[has_target], table)
+        logits = next_item_logits(model, inputs, batch, has_target)
+        nll = F.cross_entropy(logits, targets[has_target] - 1)  # full_softmax_loss without its options
         with torch.no_grad():
-            teacher = torch.stack([position_log_probs(t, inputs, batch, has_target) for t in self.teachers]).mean(0)
-        kd = distillation_loss(vectors @ table[1 : table.shape[0] - 1].T, teacher, self.temperature)
+            teacher = torch.stack([next_item_logits(t, inputs, batch, has_target).log_softmax(-1)
+                                   for t in self.teachers]).mean(0)
+        kd = distillation_loss(logits, teacher, self.temperature)
         if self.loss.contrastive == "item":
+            table = model.item_embeddings().float()
             cl = skip_infonce_loss(table[batch.seq], batch.next_pos, batch.skip_negatives, table, self.loss.cl_temperature)
         else:
             cl = torch.zeros((), device=nll.device)
@@ -116,23 +119,15 @@ def train_student(cfg, data, config_name: str, teachers: list[torch.nn.Module], 
 
 
 def run(args) -> dict:
-    from training.evaluation import evaluate_model
-    from training.inference import load_model_for_inference
-    from training.models.ensemble import SeedEnsemble
-
     cfg, run_date, data = prepare_data(args.dataset, args.protocol, args.sequence_events, args.home)
     _, runs = earlier_runs(args.teacher_from, [args.config])
     by_seed = {r["seed"]: r for r in runs[args.config]}
     missing = sorted(set(args.teacher_seeds) - set(by_seed))
     if missing:
         raise SystemExit(f"no {args.config} runs of teacher seeds {missing} in {args.teacher_from}")
-    teachers = [load_model_for_inference(cfg, f"runs:/{by_seed[s]['run_id']}/model", device="cpu").model
-                for s in args.teacher_seeds]
-    length = teachers[0].config.max_seq_len
-    ensemble = SeedEnsemble.of(teachers, "sasrec", data.n_items, length)
-    teacher_row = {"seeds": args.teacher_seeds, **{split: evaluate_model(ensemble, data.split(split, length), data.n_items,
-                                                                         exclude=cfg.training.eval_exclude)
-                                                   for split in ("valid", "test")}}
+    ensemble = ensemble_of_runs(cfg, data.n_items, [by_seed[s] for s in args.teacher_seeds])
+    teachers = list(ensemble.members)
+    teacher_row = {"seeds": args.teacher_seeds, **ensemble_metrics(cfg, data, ensemble)}
     print(f"teacher (seeds {args.teacher_seeds}): test ndcg@10 {teacher_row['test']['ndcg@10']:.4f}", flush=True)
     tag = f"a{args.alpha:g}_t{args.temperature:g}_teachers{'-'.join(map(str, args.teacher_seeds))}"
     checkpoints = Path(cfg.paths.checkpoints) / f"distill-{args.config}" / tag

@@ -79,22 +79,33 @@ def model_of(name: str) -> str:
 COLUMNS = ("ndcg@10", "hr@10", "mrr@10", "skip_mrr")
 
 
-def ensemble_rows(cfg, data, runs: list[dict], size: int) -> list[dict]:
-    """Valid and test metrics of each consecutive group of ``size`` runs scored as one
-    ``SeedEnsemble`` (members loaded from their MLflow runs; a last, smaller group is dropped):
-    what ``training.ensemble_seeds`` trains, from runs already made."""
-    from training.evaluation import evaluate_model
+def ensemble_of_runs(cfg, n_items: int, runs: list[dict]):
+    """The ``SeedEnsemble`` of SASRec ``runs`` (rows of this CLI's reports), members loaded from
+    their MLflow runs."""
     from training.inference import load_model_for_inference
     from training.models.ensemble import SeedEnsemble
 
+    bundles = [load_model_for_inference(cfg, f"runs:/{r['run_id']}/model", device="cpu") for r in runs]
+    return SeedEnsemble.of([b.model for b in bundles], "sasrec", n_items, bundles[0].max_seq_len)
+
+
+def ensemble_metrics(cfg, data, ensemble) -> dict[str, dict[str, float]]:
+    """``{"valid": ..., "test": ...}`` metrics of ``ensemble`` as the nightly evaluates a model."""
+    from training.evaluation import evaluate_model
+
+    length = ensemble.config.max_seq_len
+    return {split: evaluate_model(ensemble, data.split(split, length), data.n_items, exclude=cfg.training.eval_exclude)
+            for split in ("valid", "test")}
+
+
+def ensemble_rows(cfg, data, runs: list[dict], size: int) -> list[dict]:
+    """Valid and test metrics of each consecutive group of ``size`` runs scored as one
+    ``SeedEnsemble`` (a last, smaller group is dropped): what ``training.ensemble_seeds`` trains,
+    from runs already made."""
     rows = []
     for start in range(0, len(runs) - size + 1, size):
         group = runs[start:start + size]
-        bundles = [load_model_for_inference(cfg, f"runs:/{r['run_id']}/model", device="cpu") for r in group]
-        length = bundles[0].max_seq_len
-        ensemble = SeedEnsemble.of([b.model for b in bundles], "sasrec", data.n_items, length)
-        metrics = {split: evaluate_model(ensemble, data.split(split, length), data.n_items,
-                                         exclude=cfg.training.eval_exclude) for split in ("valid", "test")}
+        metrics = ensemble_metrics(cfg, data, ensemble_of_runs(cfg, data.n_items, group))
         rows.append({"seeds": [r["seed"] for r in group], "seconds": sum(r["seconds"] for r in group), **metrics})
     return rows
 

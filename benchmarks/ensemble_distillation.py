@@ -28,8 +28,8 @@ import torch
 import torch.nn.functional as F
 
 from benchmarks.experiments import format_mean_std, mean_std, save_report
-from benchmarks.nightly_models import (CONFIGS, apply_common_options, earlier_runs, ensemble_metrics, ensemble_of_runs,
-                                       prepare_data)
+from benchmarks.nightly_models import (CONFIGS, PROTOCOLS, apply_common_options, earlier_runs, ensemble_metrics,
+                                       ensemble_of_runs, prepare_data)
 from training.data import PAD_ID, SequenceBatch
 from training.losses import skip_infonce_loss
 
@@ -159,7 +159,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.ensemble_distillation",
                                      description=__doc__.split("\n\n")[0])
     parser.add_argument("--dataset", default="ml-100k", choices=["synthetic_music", "ml-100k"])
-    parser.add_argument("--protocol", default="recbole", choices=["nightly", "recbole"])
+    parser.add_argument("--protocol", default="recbole", choices=list(PROTOCOLS))
     parser.add_argument("--sequence-events", type=int, default=1000)
     parser.add_argument("--config", default="sasrec_batch16", choices=list(CONFIGS))
     parser.add_argument("--teacher-from", nargs="+", required=True, metavar="REPORT",

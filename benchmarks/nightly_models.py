@@ -4,7 +4,7 @@ CLI::
 
     python -m benchmarks.nightly_models --dataset synthetic_music|ml-100k --seeds 0 1 2 \\
         [--configs sasrec sasrec_seed_defaults ...] [--models session_knn wrmf_neg smoe_bst ...] \\
-        [--protocol nightly|recbole] [--sequence-events N] [--epochs N] [--threads N] \\
+        [--protocol nightly|recbole|recbole_feedback] [--sequence-events N] [--epochs N] [--threads N] \\
         [--ensemble N] [--home /tmp/encore_nightly_models] [--out bench_results/nightly_models_<dataset>.json]
 
 The data goes through the nightly's own path (``benchmarks.datasets.prepare_night``: lake,
@@ -14,8 +14,9 @@ SASRec configuration is a set of ``train_model`` settings; the other models (bas
 S-MoE-BST with the default PHNS mix) are fitted as the nightly fits them. Protocol: the
 nightly's (temporal leave-last-out on positives, full ranking, the user's whole history
 excluded); ``--protocol recbole`` (MovieLens) makes every rating an interaction, so the split is
-RecBole's leave-one-out by time. Numbers are the test split at the best validation epoch, mean
-± sample std over seeds. ``--ensemble N`` also scores each SASRec configuration's seeds in
+RecBole's leave-one-out by time; ``recbole_feedback`` keeps that split and those targets and flags
+each input event rated <= 2 as a skip, as the nightly's marts do (``PROTOCOLS``). Numbers are the
+test split at the best validation epoch, mean ± sample std over seeds. ``--ensemble N`` also scores each SASRec configuration's seeds in
 consecutive groups of N as one model (the mean of the members' log-softmax scores; row
 ``<config>_ensembleN``, one entry per group); with ``--ensemble-from REPORT ...`` it trains
 nothing and groups the runs of earlier reports. Prints a markdown table and writes the JSON report.
@@ -46,6 +47,7 @@ CONFIGS: dict[str, dict] = {
     "sasrec_cosine": dict(train_target="next_item", feedback_embedding=False, lr=2e-3, lr_schedule="cosine"),
     "sasrec_no_cl": dict(contrastive="none"),
     "sasrec_batch16": dict(batch_size=16),
+    "sasrec_batch16_no_cl": dict(batch_size=16, contrastive="none"),
     "sasrec_small": dict(batch_size=16, hidden=64, heads=2, weight_decay=0.0),
     "sasrec_long_input_batch16": dict(max_seq_len=200, batch_size=16),
     "sasrec_dropout05_batch16": dict(dropout=0.5, batch_size=16),
@@ -77,6 +79,13 @@ def model_of(name: str) -> str:
 
 
 COLUMNS = ("ndcg@10", "hr@10", "mrr@10", "skip_mrr")
+# evaluation protocols of the --protocol option (recbole*: MovieLens only)
+PROTOCOLS = {
+    "nightly": "ratings <= 2 are negative feedback: inputs carry the skip flag, targets and split are the positives",
+    "recbole": "every rating an interaction and a target: RecBole's leave-one-out by time, no feedback in the inputs",
+    "recbole_feedback": "RecBole's split and targets (every rating), each input event flagged as skipped when its "
+                        "rating is <= 2, as the nightly's model reads its inputs",
+}
 
 
 def ensemble_of_runs(cfg, n_items: int, runs: list[dict]):
@@ -110,15 +119,40 @@ def ensemble_rows(cfg, data, runs: list[dict], size: int) -> list[dict]:
     return rows
 
 
+def with_input_feedback(data, rated):
+    """``data`` (every rating an interaction) with the skip flags of ``rated`` (the same events
+    prepared with ratings <= 2 as negative feedback): RecBole's split and targets, the nightly's
+    inputs. Raises if the two preparations do not hold the same users and events in the same order."""
+    import dataclasses
+
+    import numpy as np
+
+    for name in ("user_ids", "offsets", "items"):
+        if not np.array_equal(getattr(data, name), getattr(rated, name)):
+            raise ValueError(f"the two preparations differ in {name}: cannot carry the skip flags across")
+    if data.vocab.item_ids != rated.vocab.item_ids:
+        raise ValueError("the two preparations have different item vocabularies")
+    return dataclasses.replace(data, is_skip=rated.is_skip.copy())
+
+
 def prepare_data(dataset: str, protocol: str, sequence_events: int, home: str):
     """(config, run date, SequenceData) of ``dataset``'s night under ``protocol``, keeping
     ``sequence_events`` events per user (0 = the config's), in a state dir of its own under
-    ``home`` (the marts differ by protocol and events kept); prepared once, then reused."""
+    ``home`` (the marts differ by protocol and events kept); prepared once, then reused.
+    ``recbole_feedback`` reads both the ``recbole`` and the ``nightly`` marts."""
     from benchmarks.datasets import experiment_config, prepared
     from training.data import SequenceData
 
     from encore.core.config import SessionConfig
 
+    if protocol == "recbole_feedback":
+        cfg, run_date, data = prepare_data(dataset, "recbole", sequence_events, home)
+        _, rated_date, rated = prepare_data(dataset, "nightly", sequence_events, home)
+        if rated_date != run_date:
+            raise ValueError(f"the two preparations have different run dates: {run_date} vs {rated_date}")
+        data = with_input_feedback(data, rated)
+        print(f"input feedback: {int(data.is_skip.sum())} of {len(data.is_skip)} events flagged as skipped", flush=True)
+        return cfg, run_date, data
     events = sequence_events or SessionConfig().sequence_events
     overrides = {"training": {"user_features": False}, "sessions": {"sequence_events": events}}
     if protocol == "recbole":  # every rating an interaction: no rating is negative feedback
@@ -134,8 +168,8 @@ def prepare_data(dataset: str, protocol: str, sequence_events: int, home: str):
 
 def apply_common_options(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     """Checks and applies the options this CLI shares with ``benchmarks.sasrec_search``."""
-    if args.protocol == "recbole" and args.dataset != "ml-100k":
-        parser.error("--protocol recbole is defined for ml-100k (ratings) only")
+    if args.protocol.startswith("recbole") and args.dataset != "ml-100k":
+        parser.error(f"--protocol {args.protocol} is defined for ml-100k (ratings) only")
     if args.threads:
         import torch
 
@@ -171,8 +205,9 @@ def run(args) -> dict:
             model = model_of(name)
             began = time.perf_counter()
             # a checkpoint directory per configuration: runs of several configurations side by side never share one
-            out = train_model(cfg, run_date, model, data=data, dataset=f"{args.dataset}-{name}", register=False, resume=False,
-                              seed=seed, **settings)
+            # recbole_feedback shares the recbole state dir, so the protocol is part of the name
+            out = train_model(cfg, run_date, model, data=data, dataset=f"{args.dataset}-{args.protocol}-{name}",
+                              register=False, resume=False, seed=seed, **settings)
             row = {"seed": seed, "run_id": out["run_id"], "seconds": round(time.perf_counter() - began, 1), "best_epoch": out["best_epoch"],
                    "valid": out["valid"], "test": out["test"]}
             runs.setdefault(name, []).append(row)
@@ -212,9 +247,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--home", default="/tmp/encore_nightly_models")
     parser.add_argument("--threads", type=int, help="torch threads (default: torch's)")
     parser.add_argument("--epochs", type=int, help="max epochs of every SASRec configuration (default: its own)")
-    parser.add_argument("--protocol", default="nightly", choices=["nightly", "recbole"],
-                        help="recbole (ml-100k only): every rating an interaction, so the split is RecBole's "
-                             "leave-one-out by time; nightly: ratings <= 2 are negative feedback")
+    parser.add_argument("--protocol", default="nightly", choices=list(PROTOCOLS),
+                        help="; ".join(f"{name}: {what}" for name, what in PROTOCOLS.items()))
     parser.add_argument("--sequence-events", type=int, default=0,
                         help="events kept per user in the night's sequences (sessions.sequence_events; "
                              "default: the config's)")

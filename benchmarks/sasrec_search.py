@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 
 from benchmarks.experiments import save_report
-from benchmarks.nightly_models import apply_common_options, prepare_data
+from benchmarks.nightly_models import PROTOCOLS, apply_common_options, prepare_data
 
 # the searched settings (overrides of the config's training section) and their ranges
 SPACE_DOC = {
@@ -110,7 +110,7 @@ def markdown(report: dict) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.sasrec_search", description=__doc__.split("\n\n")[0])
     parser.add_argument("--dataset", default="ml-100k", choices=["synthetic_music", "ml-100k"])
-    parser.add_argument("--protocol", default="recbole", choices=["nightly", "recbole"])
+    parser.add_argument("--protocol", default="recbole", choices=list(PROTOCOLS))
     parser.add_argument("--sequence-events", type=int, default=1000)
     parser.add_argument("--trials", type=int, default=12, help="trials this process runs (the budget)")
     parser.add_argument("--timeout-minutes", type=float, default=0, help="stop starting trials after this (0 = none)")

@@ -125,3 +125,31 @@ def test_nightly_models_table_shows_a_single_run_without_a_spread():
     assert table[0] == "| model | n | ndcg@10 | hr@10 | mrr@10 | skip_mrr | seconds |"
     assert table[2] == "| sasrec | 2 | " + " | ".join(["0.3100 ± 0.0141"] * 4) + " | 110 |"
     assert table[3] == "| sasrec_ensemble2 | 1 | " + " | ".join(["0.3300"] * 4) + " | 220 |"
+
+
+def test_recbole_feedback_protocol_keeps_recboles_split_and_reads_the_ratings_skip_flags():
+    from benchmarks.nightly_models import with_input_feedback
+
+    def data(skips, valid, test, items=("x", "y", "z", "w")):
+        return SequenceData.from_arrow(pa.Table.from_pylist([
+            {"user_id": "a", "item_ids": list(items), "is_skip": skips, "valid_idx": valid, "test_idx": test},
+            {"user_id": "b", "item_ids": ["y", "x"], "is_skip": [False, False], "valid_idx": None, "test_idx": 1},
+        ]))
+
+    # every rating an interaction: a's split is its last two events; the nightly marts flag w (rating <= 2)
+    # and, under their own split, end a's history at the last positive
+    every_rating = data([False] * 4, valid=2, test=3)
+    rated = SequenceData.from_arrow(pa.Table.from_pylist([
+        {"user_id": "a", "item_ids": ["x", "y", "z", "w"], "is_skip": [False, True, False, True],
+         "valid_idx": 0, "test_idx": 2},
+        {"user_id": "b", "item_ids": ["y", "x"], "is_skip": [False, False], "valid_idx": None, "test_idx": 1},
+    ]))
+    both = with_input_feedback(every_rating, rated)
+    assert both.is_skip.tolist() == [False, True, False, True, False, False]
+    assert both.valid_idx.tolist() == [2, -1] and both.test_idx.tolist() == [3, 1]
+    test = both.split("test", 4)
+    assert test.target.tolist() == [1, 2]  # ids: w=1 x=2 y=3 z=4; w (a skip in the nightly marts) is a's target
+    assert test.is_skip[0].tolist() == [False, False, True, False]  # inputs x y z: y was rated <= 2
+    assert not every_rating.is_skip.any()  # the input data is left as it was
+    with pytest.raises(ValueError, match="differ in items"):
+        with_input_feedback(data([False] * 4, 2, 3, items=("x", "z", "y", "w")), rated)

@@ -16,10 +16,11 @@ nightly's (temporal leave-last-out on positives, full ranking, the user's whole 
 excluded); ``--protocol recbole`` (MovieLens) makes every rating an interaction, so the split is
 RecBole's leave-one-out by time; ``recbole_feedback`` keeps that split and those targets and flags
 each input event rated <= 2 as a skip, as the nightly's marts do (``PROTOCOLS``). Numbers are the
-test split at the best validation epoch, mean ± sample std over seeds. ``--ensemble N`` also scores each SASRec configuration's seeds in
-consecutive groups of N as one model (the mean of the members' log-softmax scores; row
-``<config>_ensembleN``, one entry per group); with ``--ensemble-from REPORT ...`` it trains
-nothing and groups the runs of earlier reports. Prints a markdown table and writes the JSON report.
+test split at the best validation epoch, mean ± sample std over seeds. ``--ensemble N`` also scores
+each SASRec configuration's seeds in consecutive groups of N as one model (the mean of the
+members' log-softmax scores; row ``<config>_ensembleN``, one entry per group); with
+``--ensemble-from REPORT ...`` it trains nothing and groups the runs of earlier reports. Prints
+a markdown table and writes the JSON report.
 """
 
 from __future__ import annotations

@@ -139,11 +139,7 @@ def test_recbole_feedback_protocol_keeps_recboles_split_and_reads_the_ratings_sk
     # every rating an interaction: a's split is its last two events; the nightly marts flag w (rating <= 2)
     # and, under their own split, end a's history at the last positive
     every_rating = data([False] * 4, valid=2, test=3)
-    rated = SequenceData.from_arrow(pa.Table.from_pylist([
-        {"user_id": "a", "item_ids": ["x", "y", "z", "w"], "is_skip": [False, True, False, True],
-         "valid_idx": 0, "test_idx": 2},
-        {"user_id": "b", "item_ids": ["y", "x"], "is_skip": [False, False], "valid_idx": None, "test_idx": 1},
-    ]))
+    rated = data([False, True, False, True], valid=0, test=2)
     both = with_input_feedback(every_rating, rated)
     assert both.is_skip.tolist() == [False, True, False, True, False, False]
     assert both.valid_idx.tolist() == [2, -1] and both.test_idx.tolist() == [3, 1]

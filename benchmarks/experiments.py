@@ -38,6 +38,7 @@ import math
 import os
 import platform
 import shlex
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -171,12 +172,32 @@ def mean_std(values: list[float]) -> dict[str, float]:
     return {"mean": float(np.mean(finite)), "std": std, "n": len(finite)}
 
 
+def run_conditions() -> dict:
+    """What a benchmark's figures depend on besides its command and data: the code (commit, and
+    whether tracked files differ from it), torch, and torch's thread count, which sets the order
+    of floating-point sums (one seed of a configuration trained with 1 and with 2 threads can
+    differ by as much as two seeds do). ``None`` where git cannot tell (not a checkout)."""
+    import torch
+
+    def git(*args: str) -> str | None:
+        try:
+            return subprocess.run(["git", *args], cwd=Path(__file__).resolve().parent, capture_output=True,
+                                  text=True, check=True, timeout=30).stdout.strip()
+        except (OSError, subprocess.SubprocessError):
+            return None
+
+    changes = git("status", "--porcelain", "--untracked-files=no")
+    return {"commit": git("rev-parse", "HEAD"), "uncommitted_changes": None if changes is None else bool(changes),
+            "torch": torch.__version__, "threads": torch.get_num_threads(), "platform": platform.platform(),
+            "created_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}
+
+
 def save_report(report: dict, out: str | Path, table: str) -> Path:
-    """Write a benchmark's JSON ``report`` to ``out`` (making its folder), print its markdown
-    ``table`` and where the report went."""
+    """Write a benchmark's JSON ``report`` to ``out`` (making its folder) with the
+    ``run_conditions`` it ran under, print its markdown ``table`` and where the report went."""
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(report, indent=2, default=str))
+    out.write_text(json.dumps({**report, "conditions": run_conditions()}, indent=2, default=str))
     print(table)
     print(f"wrote {out}")
     return out
@@ -381,8 +402,6 @@ def main(argv: list[str] | None = None) -> int:
 def write_report(out: Path, runs: list[dict], args, done: int, command: str, info: dict, overrides: dict, cfg,
                  started: float):
     """Aggregate the runs so far and write the JSON report; (summary, markdown table, verdicts, seconds)."""
-    import torch
-
     summary = aggregate(runs)
     claims = check_claims(summary)
     table = markdown_table(summary)
@@ -391,8 +410,7 @@ def write_report(out: Path, runs: list[dict], args, done: int, command: str, inf
     report = {
         "command": command,
         "complete": done == len(args.seeds),
-        "created_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        "host": {"platform": platform.platform(), "torch": torch.__version__, "threads": torch.get_num_threads()},
+        "conditions": run_conditions(),
         "data": info,
         "protocol": "temporal leave-last-out on positives; test = last positive, valid = the one before; "
                     "full ranking over all items, the whole history excluded; test metrics at best valid NDCG@10",

@@ -20,7 +20,9 @@ test split at the best validation epoch, mean ± sample std over seeds. ``--ense
 each SASRec configuration's seeds in consecutive groups of N as one model (the mean of the
 members' log-softmax scores; row ``<config>_ensembleN``, one entry per group); with
 ``--ensemble-from REPORT ...`` it trains nothing and groups the runs of earlier reports. Prints
-a markdown table and writes the JSON report.
+a markdown table and writes the JSON report, with the commit and torch thread count it ran
+under: a seed's run reproduces to the digit at the same code, marts and thread count, while
+another thread count sums in another order and lands elsewhere within the seeds' spread.
 """
 
 from __future__ import annotations
@@ -171,10 +173,12 @@ def apply_common_options(parser: argparse.ArgumentParser, args: argparse.Namespa
     """Checks and applies the options this CLI shares with ``benchmarks.sasrec_search``."""
     if args.protocol.startswith("recbole") and args.dataset != "ml-100k":
         parser.error(f"--protocol {args.protocol} is defined for ml-100k (ratings) only")
-    if args.threads:
-        import torch
+    import torch
 
+    if args.threads:
         torch.set_num_threads(args.threads)
+    # the thread count orders the floating-point sums: a seed's figures reproduce at the same count only
+    print(f"torch {torch.__version__}, threads: {torch.get_num_threads()}", flush=True)
 
 
 def earlier_runs(reports: list[str], configs: list[str]) -> tuple[list[int], dict[str, list[dict]]]:

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import json
 import math
+import subprocess
+from pathlib import Path
 
 import mlflow
 import numpy as np
 import pytest
 
-from benchmarks.experiments import (aggregate, check_claims, format_mean_std, markdown_table, mean_std, run_grid,
-                                    verdicts, save_report)
+from benchmarks.experiments import (aggregate, check_claims, format_mean_std, markdown_table, mean_std, run_conditions,
+                                    run_grid, save_report, verdicts)
 from toy_data import toy_data
 
 
@@ -30,8 +32,33 @@ def test_benchmark_cells_show_a_spread_only_over_several_runs():
 
 def test_save_report_makes_its_folder_writes_json_and_prints_the_table(tmp_path, capsys):
     out = save_report({"runs": {"a": [0.5]}, "when": tmp_path}, tmp_path / "new" / "r.json", "| a | 0.5000 |")
-    assert json.loads(out.read_text()) == {"runs": {"a": [0.5]}, "when": str(tmp_path)}
+    report = json.loads(out.read_text())
+    assert {k: v for k, v in report.items() if k != "conditions"} == {"runs": {"a": [0.5]}, "when": str(tmp_path)}
     assert capsys.readouterr().out.splitlines() == ["| a | 0.5000 |", f"wrote {out}"]
+
+
+def test_a_report_records_the_commit_and_the_thread_count_its_figures_depend_on(tmp_path, monkeypatch):
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        conditions = json.loads(save_report({}, tmp_path / "r.json", "").read_text())["conditions"]
+    finally:
+        torch.set_num_threads(threads)
+    assert conditions["threads"] == 1 and conditions["torch"] == torch.__version__
+    repo = Path(__file__).resolve().parent.parent
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True)
+    if head.returncode == 0:  # a checkout (CI's clean clone): the commit and whether tracked files differ
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=repo,
+                               capture_output=True, text=True, check=True).stdout.strip() != ""
+        assert (conditions["commit"], conditions["uncommitted_changes"]) == (head.stdout.strip(), dirty)
+    else:
+        assert (conditions["commit"], conditions["uncommitted_changes"]) == (None, None)
+    # outside a checkout git has no answer, and the report says so instead of failing
+    monkeypatch.setenv("GIT_DIR", str(tmp_path / "not_a_repo"))
+    assert {k: run_conditions()[k] for k in ("commit", "uncommitted_changes")} == {
+        "commit": None, "uncommitted_changes": None}
 
 
 def _fake_train(cfg, run_date, model_name, *, contrastive, seed, **_):

@@ -176,7 +176,8 @@ def run_conditions() -> dict:
     """What a benchmark's figures depend on besides its command and data: the code (commit, and
     whether tracked files differ from it), torch, and torch's thread count, which sets the order
     of floating-point sums (one seed of a configuration trained with 1 and with 2 threads can
-    differ by as much as two seeds do). ``None`` where git cannot tell (not a checkout)."""
+    differ by as much as two seeds do), as of when the report is written. ``None`` where git
+    cannot tell (not a checkout)."""
     import torch
 
     def git(*args: str) -> str | None:

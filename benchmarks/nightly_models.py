@@ -20,9 +20,9 @@ test split at the best validation epoch, mean ± sample std over seeds. ``--ense
 each SASRec configuration's seeds in consecutive groups of N as one model (the mean of the
 members' log-softmax scores; row ``<config>_ensembleN``, one entry per group); with
 ``--ensemble-from REPORT ...`` it trains nothing and groups the runs of earlier reports. Prints
-a markdown table and writes the JSON report, with the commit and torch thread count it ran
-under: a seed's run reproduces to the digit at the same code, marts and thread count, while
-another thread count sums in another order and lands elsewhere within the seeds' spread.
+a markdown table and writes the JSON report, with the commit, thread count and platform it ran
+under: a seed's run reproduces to the digit at the same code, marts, thread count and machine,
+while another thread count or CPU sums in another order and lands elsewhere within the seeds' spread.
 """
 
 from __future__ import annotations

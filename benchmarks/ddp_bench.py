@@ -26,6 +26,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+from benchmarks.experiments import save_report
+
 log = logging.getLogger("benchmarks.ddp_bench")
 
 MODEL = dict(hidden=128, layers=2, heads=8, dropout=0.2)
@@ -159,10 +161,8 @@ def main(argv: list[str] | None = None) -> None:
             (run,) = train_on_ranks(sequences, examples, world_size, settings, threads, Path(scratch) / f"result-{world_size}.json")
             rows.append(summarize(run))
             log.info("%s", rows[-1])
-    print(markdown(rows))
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps({"data": data, "settings": settings, "runs": rows,
-                                          "cpu_count": os.cpu_count()}, indent=2))
+    save_report({"data": data, "settings": settings, "runs": rows, "cpu_count": os.cpu_count()}, args.out,
+                markdown(rows))
 
 
 if __name__ == "__main__":

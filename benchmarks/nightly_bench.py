@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import configparser
 import contextlib
-import json
 import logging
 import os
 import shutil
@@ -40,6 +39,7 @@ from pathlib import Path
 import psutil
 import pyarrow.dataset as ds
 
+from benchmarks.experiments import save_report
 from encore.nightly.runner import bootstrap_history, generate, run_dates
 from encore.core.config import DataConfig, EncoreConfig, load_config
 from encore.ingest.landing import last_landed_dates
@@ -257,12 +257,6 @@ def bench_scale(scale: int, workdir: Path, users_base: int, n_days: int | None) 
     return result
 
 
-def host() -> dict:
-    import torch
-
-    return {"cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads()}
-
-
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--scales", type=int, nargs="+", default=[1, 10], help="multiples of the base users")
@@ -275,12 +269,8 @@ def main(argv: list[str] | None = None) -> None:
     workdir = Path(args.workdir).resolve()
     results = [bench_scale(scale, workdir, args.users_base, args.days) for scale in sorted(set(args.scales))]
     targets = check_targets(results)
-    print(markdown(results, targets))
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    report = {**host(), "users_base": args.users_base, "scales": results, "targets": targets}
-    out.write_text(json.dumps(report, indent=2))
-    log.info("wrote %s", out)
+    report = {"cpu_count": os.cpu_count(), "users_base": args.users_base, "scales": results, "targets": targets}
+    save_report(report, args.out, markdown(results, targets))
 
 
 if __name__ == "__main__":

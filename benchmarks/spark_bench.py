@@ -48,6 +48,7 @@ from encore.core.contracts import CLEAN_EVENT, arrow_schema
 from spark_jobs import cluster
 from spark_jobs.connect_server import free_port, start_server, stop_server
 from spark_jobs.submit import spark_submit_options, submit_env
+from benchmarks.experiments import save_report
 from benchmarks.jvm_profile import summarize
 
 log = logging.getLogger("benchmarks.spark_bench")
@@ -473,11 +474,8 @@ def main() -> None:
             results.append({"engine": "duckdb", "setup": "2 threads", "workers": 0, "cores": 2, **data, **duck})
             log.info("%s", results[-1])
             results += run_spark_setups(home, data, args, local_cores)
-    table = markdown(results)
-    print(table)
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     report = {"results": results, "ratios": ratios(results), "scaling": scaling(results), "cpu_count": os.cpu_count()}
-    Path(args.out).write_text(json.dumps(report, indent=2))
+    save_report(report, args.out, markdown(results))
     wrong = rows_disagreeing(results)
     if wrong:
         raise SystemExit(f"Spark wrote other row counts than DuckDB ({'; '.join(wrong)}): see {args.out}")

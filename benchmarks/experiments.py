@@ -31,7 +31,6 @@ over seeds, per variant and metric.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import datetime as dt
 import json
 import math

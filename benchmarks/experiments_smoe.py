@@ -26,7 +26,6 @@ Prints a markdown table, mean ± std (ddof=1) over seeds.
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 from benchmarks.datasets import experiment_config, prepare_night
 from benchmarks.experiments import format_mean_std, mean_std

@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 
 from encore.core import lake
-from encore.core.config import EncoreConfig, load_config
+from encore.core.config import EncoreConfig
 
 log = logging.getLogger("encore")
 REPO_ROOT = Path(__file__).resolve().parents[2]

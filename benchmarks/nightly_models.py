@@ -49,6 +49,8 @@ CONFIGS: dict[str, dict] = {
     "sasrec_next_item_no_feedback": dict(train_target="next_item", feedback_embedding=False),
     "sasrec_cosine": dict(train_target="next_item", feedback_embedding=False, lr=2e-3, lr_schedule="cosine"),
     "sasrec_no_cl": dict(contrastive="none"),
+    "sasrec_time": dict(time_embedding=True),
+    "sasrec_time_attention": dict(time_attention=True),
     "sasrec_batch16": dict(batch_size=16),
     "sasrec_batch16_no_cl": dict(batch_size=16, contrastive="none"),
     "sasrec_small": dict(batch_size=16, hidden=64, heads=2, weight_decay=0.0),
@@ -73,6 +75,11 @@ CONFIGS: dict[str, dict] = {
     "sasrec_batch16_exclude_seen": dict(batch_size=16, exclude_seen=True),
     "sasrec_batch16_cosine": dict(batch_size=16, lr_schedule="cosine"),
     "sasrec_batch16_ensemble5": dict(batch_size=16, ensemble_seeds=5),
+    "sasrec_batch16_time": dict(batch_size=16, time_embedding=True),
+    "sasrec_batch16_time_ema999": dict(batch_size=16, time_embedding=True, ema_decay=0.999),
+    "sasrec_batch16_time_patience8": dict(batch_size=16, time_embedding=True, patience=8),
+    "sasrec_batch16_time_attention": dict(batch_size=16, time_attention=True),
+    "sasrec_batch16_time_both": dict(batch_size=16, time_embedding=True, time_attention=True),
     "sasrec_batch16_duorec": dict(batch_size=16, contrastive="dropout", cl_weight=0.1, cl_temperature=1.0),
 }
 # registry models fitted with the nightly's own settings (the config's training section)

@@ -31,7 +31,8 @@ def make_batch(rows: list[list[tuple[int, bool]]], length: int | None = None) ->
     zeros = torch.zeros(len(rows), dtype=torch.long)
     none = torch.zeros(len(rows), length, 0, dtype=torch.long)
     return SequenceBatch(seq, skip, (~skip).float(), torch.zeros_like(seq), none, none.float(), none.float(), zeros,
-                         torch.zeros(len(rows), 0, dtype=torch.long), torch.arange(len(rows)))
+                         torch.zeros(len(rows), 0, dtype=torch.long), torch.arange(len(rows)),
+                         torch.zeros_like(seq), torch.zeros_like(seq))
 
 
 def plays(*items: int) -> list[tuple[int, bool]]:

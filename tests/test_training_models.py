@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import math
 
 import numpy as np
@@ -9,7 +10,7 @@ import pyarrow as pa
 import pytest
 import torch
 
-from training.data import ItemVocab, SequenceData, history_mask
+from training.data import ItemVocab, SequenceBatch, SequenceData, history_mask, time_buckets, window_time_spans
 from training.evaluation import evaluate_model
 from training.losses import (
     NegativeSampler,
@@ -163,6 +164,38 @@ def test_valid_and_test_rows_carry_the_whole_history_before_the_target():
     assert sorted(i for i in valid.history[0].tolist() if i) == [1, 2, 3, 7]  # before d
 
 
+def test_time_spans_are_seconds_since_the_previous_event_and_to_the_newest_in_log2_buckets():
+    # a left-padded window: pad, then events at 100, 100, 101, 1101 s
+    present = np.array([[False, True, True, True, True]])
+    seconds = np.array([[0, 100, 100, 101, 1101]])
+    gap, age = window_time_spans(seconds, present)
+    assert gap.tolist() == [[-1, -1, 0, 1, 1000]]  # padding and the window's first event: unknown
+    assert age.tolist() == [[-1, 1001, 1001, 1000, 0]]
+    assert [b.tolist() for b in window_time_spans(None, present)] == [[[-1] * 5]] * 2  # no times: unknown
+    # buckets: padding 0, unknown 1, 0 s -> 2, 1 s -> 3 + log2(1) = 3, 1000 s -> 3 + floor(log2(1000)) = 12
+    assert time_buckets(torch.from_numpy(gap), torch.from_numpy(present)).tolist() == [[0, 1, 2, 3, 12]]
+    assert time_buckets(torch.from_numpy(age), torch.from_numpy(present)).tolist() == [[0, 12, 12, 12, 2]]
+    assert time_buckets(torch.tensor([10**12]), torch.tensor([True])).tolist() == [31]  # capped at the last bucket
+
+
+def test_splits_read_the_gap_to_the_previous_event_even_outside_the_window():
+    rows = hand_table().to_pylist()
+    t0 = 1_700_000_000
+    # x: a b c d e f at t0, t0 + 1, t0 + 1, t0 + 9, t0 + 9 + 2**20, t0 + 9 + 2**20 + 60
+    offsets_x = [0, 1, 1, 9, 9 + 2**20, 9 + 2**20 + 60]
+    rows[0]["event_ts"] = [dt.datetime.fromtimestamp(t0 + o, dt.timezone.utc) for o in offsets_x]
+    rows[1]["event_ts"] = [dt.datetime.fromtimestamp(t0 + o, dt.timezone.utc) for o in (0, 0, 4, 4)]
+    data = SequenceData.from_arrow(pa.Table.from_pylist(rows))
+    assert data.event_seconds[:6].tolist() == [t0 + o for o in offsets_x]
+    test = data.split("test", max_seq_len=2)  # x reads d e before f; y reads a b before e
+    assert test.gap_seconds.tolist() == [[8, 2**20], [0, 4]]  # x: d 8 s after c, outside the window
+    assert test.age_seconds.tolist() == [[2**20, 0], [4, 0]]
+    inference = data.split("inference", max_seq_len=8)  # x's first event has no previous one: unknown
+    assert inference.gap_seconds[0].tolist() == [-1, -1, -1, 1, 0, 8, 2**20, 60]
+    without = SequenceData.from_arrow(hand_table())  # no times: every span unknown
+    assert without.event_seconds is None and without.split("test", 2).gap_seconds.tolist() == [[-1, -1], [-1, -1]]
+
+
 def test_history_mask_marks_items_of_window():
     seq = torch.tensor([[0, 2, 3, 2], [1, 0, 0, 4]])
     skip = torch.tensor([[False, True, False, False], [True, False, False, False]])
@@ -239,6 +272,45 @@ def test_sasrec_feedback_embedding_reads_each_events_skip_flag():
         assert torch.equal(plain.score_all(batch.seq), score_batch(plain, flipped))
 
 
+@pytest.mark.parametrize("option", ["time_embedding", "time_attention"])
+def test_sasrec_reads_each_events_time_with_either_option(option):
+    seqs = torch.tensor([[0, 0, 3, 4, 5], [0, 0, 3, 4, 5]])
+    skips = torch.zeros_like(seqs, dtype=torch.bool)
+    # row 0: three events a second apart; row 1: the same events a week apart
+    seconds = torch.tensor([[0, 0, 100, 101, 102], [0, 0, 100, 100 + 604_800, 100 + 2 * 604_800]])
+    batch = SequenceBatch.of_inputs(seqs, skips, seconds)
+    assert batch.gap_seconds.tolist() == [[-1, -1, -1, 1, 1], [-1, -1, -1, 604_800, 604_800]]
+    assert batch.age_seconds.tolist() == [[-1, -1, 2, 1, 0], [-1, -1, 1_209_600, 604_800, 0]]
+    model = tiny(SASRec, SASRecConfig, **{option: True})
+    with torch.no_grad():
+        if option == "time_attention":  # biases of a trained size, not the init's N(0, 0.02)
+            model.interval_bias.weight.normal_()
+        scores = model.score_all(seqs, context=batch)
+        assert not torch.allclose(scores[0], scores[1], atol=1e-4)  # same items, other times: other scores
+        with pytest.raises(ValueError, match="reads each event's time"):
+            model.score_all(seqs)
+        plain = tiny(SASRec, SASRecConfig)  # without the option the times are not read
+        assert torch.allclose(plain.score_all(seqs, context=batch)[0], plain.score_all(seqs, context=batch)[1])
+
+
+def test_time_attention_biases_each_head_by_the_span_between_two_events():
+    from training.models.transformer import attention_mask
+
+    model = tiny(SASRec, SASRecConfig, time_attention=True)
+    seqs = torch.tensor([[0, 3, 4, 5]])
+    batch = SequenceBatch.of_inputs(seqs, torch.zeros_like(seqs, dtype=torch.bool), torch.tensor([[0, 10, 10, 17]]))
+    captured = {}
+    model.encoder.blocks[0].attn.register_forward_hook(lambda module, args, out: captured.update(mask=args[1]))
+    with torch.no_grad():
+        model.encode(seqs, context=batch)
+        mask, table = captured["mask"], model.interval_bias.weight
+    allowed = attention_mask(seqs != 0, causal=True)
+    assert torch.isneginf(mask[~allowed.expand_as(mask)]).all()
+    # query 3 (t = 17) on key 1 (t = 10): 7 s -> bucket 3 + 2 = 5; on itself: 0 s -> 2; 1 on 2: 0 s -> 2
+    assert torch.equal(mask[0, :, 3, 1], table[5]) and torch.equal(mask[0, :, 3, 3], table[2])
+    assert torch.equal(mask[0, :, 2, 1], table[2])
+
+
 def test_bert4rec_is_bidirectional_and_appends_mask():
     model = tiny(BERT4Rec, BERT4RecConfig)
     seqs = torch.tensor([[0, 0, 3, 4, 5, 6, 7, 8]])
@@ -262,7 +334,7 @@ def test_bert4rec_masks_only_positive_events():
     zeros = torch.zeros_like(seq)
     none = torch.zeros(50, 8, 0, dtype=torch.long)
     batch = SequenceBatch(seq, skip, zeros.float(), zeros, none, none.float(), none.float(), zeros[:, 0],
-                          torch.zeros(50, 0, dtype=torch.long), torch.arange(50))
+                          torch.zeros(50, 0, dtype=torch.long), torch.arange(50), zeros, zeros)
     model = tiny(BERT4Rec, BERT4RecConfig, mask_prob=0.5)
     torch.manual_seed(1)
     inputs, targets = model.training_inputs(batch)

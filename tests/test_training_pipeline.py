@@ -249,6 +249,36 @@ def test_train_model_tracks_registers_and_serves(cfg, toy):
         pyfunc.predict(pd.DataFrame({"item_ids": [history], "is_skip": [[True]]}), params={"k": 4})
 
 
+def test_a_model_that_reads_event_times_is_trained_on_them_and_served_with_them(cfg, toy):
+    import mlflow
+
+    from training.models import SASRec, SASRecConfig
+    from training.specs import model_config
+    from training.train import train_model
+
+    assert toy.event_seconds is not None  # the lake contract's ts: events 3 minutes apart
+    out = train_model(cfg, "2026-10-30", "sasrec", data=toy, dataset="toy", epochs=1, contrastive="none",
+                      time_embedding=True, progress=False, **SMALL)
+    bundle = load_model_for_inference(cfg, f"models:/{cfg.promotion.registered_model}/{out['model_version']}",
+                                      device="cpu")
+    seed_everything(cfg.training.seed)  # the model train_model started from
+    untrained = SASRec(model_config(SASRecConfig, cfg, toy.n_items, time_embedding=True, **SMALL))
+    moved = (bundle.model.gap_emb.weight - untrained.gap_emb.weight).abs().amax(dim=1)
+    # training moved the embedding of the toy's only gap (180 s: bucket 3 + floor(log2 180) = 10),
+    # and of the users' first events (1: unknown), far more than the buckets no event has
+    assert moved[10] > 100 * moved[20] and moved[1] > 100 * moved[20]
+    pyfunc = mlflow.pyfunc.load_model(f"models:/{cfg.promotion.registered_model}/{out['model_version']}")
+    history = ["i001", "i002", "i003"]
+    with pytest.raises(Exception, match="reads each event's time: pass an event_ts list"):
+        pyfunc.predict(pd.DataFrame({"item_ids": [history]}), params={"k": 4})
+    with pytest.raises(Exception, match="event_ts has 2 times for 3 item_ids"):
+        pyfunc.predict(pd.DataFrame({"item_ids": [history], "event_ts": [[0, 1]]}), params={"k": 4})
+    minutes = pyfunc.predict(pd.DataFrame({"item_ids": [history], "event_ts": [[0, 180, 360]]}), params={"k": 4})
+    weeks = pyfunc.predict(pd.DataFrame({"item_ids": [history], "event_ts": [[0, 604_800, 1_209_600]]}),
+                           params={"k": 4})
+    assert minutes["scores"][0] != weeks["scores"][0]
+
+
 def test_an_epoch_hook_that_raises_stops_training(cfg, toy):
     """How benchmarks.sasrec_search prunes a trial: its hook raises after an epoch."""
     from training.train import train_model

@@ -98,7 +98,7 @@ def recommend_with_champion(cfg: EncoreConfig, run_date: dt.date, bundle: Infere
             cfg, f"models:/{cfg.promotion.registered_model}/{version}", device=cfg.training.device
         )
     day = dt.date.fromisoformat(str(run_date))
-    table = query(cfg, f"SELECT {', '.join(SEQUENCE_COLUMNS)}, event_ts FROM fct_user_sequences WHERE run_date = ?",
+    table = query(cfg, f"SELECT {', '.join(SEQUENCE_COLUMNS)} FROM fct_user_sequences WHERE run_date = ?",
                   [day]).sort_by("user_id")
     data = SequenceData.from_arrow(table, vocab=bundle.vocab)
     ts_us = pc.list_flatten(table.combine_chunks().column("event_ts")).cast(pa.int64()).to_numpy(zero_copy_only=False)

@@ -56,7 +56,12 @@ from encore.core.config import EncoreConfig
 PAD_ID = 0
 SPLITS = ("train", "valid", "test", "inference")
 TRAIN_TARGETS = ("next_positive", "next_item", "next_k")
-SEQUENCE_COLUMNS = ("user_id", "item_ids", "is_skip", "completion", "valid_idx", "test_idx", "earlier_item_ids")
+SEQUENCE_COLUMNS = ("user_id", "item_ids", "is_skip", "completion", "event_ts", "valid_idx", "test_idx",
+                    "earlier_item_ids")
+# time buckets of a span (``time_buckets``): 0 = padding, 1 = unknown (no earlier event or no
+# times), 2 = the same second, 3 + floor(log2(seconds)) up to N_TIME_BUCKETS - 1 (2^28 s ~ 8.5 years)
+N_TIME_BUCKETS = 32
+UNKNOWN_SECONDS = -1
 EXAMPLE_COLUMNS = ("user_id", "position", "next_k_item_ids", "next_k_soft_labels", "next_k_completions",
                    "next_k_positions")
 
@@ -122,6 +127,8 @@ class SequenceBatch:
     target: torch.Tensor  # held-out target id (valid/test), 0 for train/inference
     history: torch.Tensor  # [B, H] every item of the user before the target (valid/test/inference), 0 = pad
     user_index: torch.Tensor  # row in SequenceData.user_ids
+    gap_seconds: torch.Tensor  # [B, L] int64 seconds since the user's previous event, -1 = unknown / padding
+    age_seconds: torch.Tensor  # [B, L] int64 seconds from each event to the window's newest one, -1 = unknown
 
     def to(self, device: torch.device | str) -> "SequenceBatch":
         return SequenceBatch(**{f.name: getattr(self, f.name).to(device, non_blocking=True) for f in fields(self)})
@@ -133,16 +140,22 @@ class SequenceBatch:
         return SequenceBatch(**{f.name: getattr(self, f.name)[index] for f in fields(self)})
 
     @classmethod
-    def of_inputs(cls, seq: torch.Tensor, is_skip: torch.Tensor) -> "SequenceBatch":
+    def of_inputs(cls, seq: torch.Tensor, is_skip: torch.Tensor,
+                  event_seconds: torch.Tensor | None = None) -> "SequenceBatch":
         """Windows to score and nothing else (no targets, history or user rows): what a caller
         outside the nightly, e.g. the served pyfunc model, gives a model that reads each event's
-        skip flag (SASRec with ``feedback_embedding``)."""
+        skip flag (SASRec with ``feedback_embedding``) or times (``time_embedding``:
+        ``event_seconds``, epoch seconds aligned with ``seq``; absent = unknown)."""
         rows, length = seq.shape
         empty = torch.zeros((rows, length, 0))
+        present = (seq != PAD_ID).numpy()
+        seconds = None if event_seconds is None else event_seconds.numpy()
+        gap, age = window_time_spans(seconds, present)
         return cls(seq=seq, is_skip=is_skip, completion=torch.zeros(rows, length), next_pos=torch.zeros_like(seq),
                    next_k=empty.long(), next_k_label=empty, next_k_completion=empty,
                    target=torch.zeros(rows, dtype=torch.long), history=torch.zeros((rows, 0), dtype=torch.long),
-                   user_index=torch.full((rows,), -1, dtype=torch.long))
+                   user_index=torch.full((rows,), -1, dtype=torch.long),
+                   gap_seconds=torch.from_numpy(gap), age_seconds=torch.from_numpy(age))
 
     @property
     def skip_negatives(self) -> torch.Tensor:
@@ -168,6 +181,7 @@ class SequenceData:
     next_k_completion: np.ndarray  # [E, K] float32
     next_k_flat: np.ndarray  # [E, K] flat event index of each of those targets, -1 = none
     vocab: ItemVocab
+    event_seconds: np.ndarray | None = None  # [E] int64 epoch seconds of each event; None = no times
 
     @property
     def n_users(self) -> int:
@@ -228,9 +242,18 @@ class SequenceData:
         user_ids = np.asarray(sequences.column("user_id").to_pylist(), dtype=object)
         items = vocab.encode(flat_items)
         targets = _next_k_arrays(examples, user_ids, offsets, vocab) if examples is not None else _no_targets(len(items))
+        seconds = None
+        time_column = next((name for name in ("event_ts", "ts") if name in sequences.column_names), None)
+        if time_column:  # the mart's event_ts, or the lake contract's ts
+            times = pc.cast(_list_chunk(sequences, time_column, pa.timestamp("us", "UTC")).flatten(),
+                            pa.timestamp("us", "UTC"))
+            if len(times) != len(flat_items):
+                raise ValueError(f"list column {time_column} is not aligned with item_ids")
+            if times.null_count == 0:
+                seconds = pc.cast(times, pa.int64()).to_numpy(zero_copy_only=False) // 1_000_000
         return cls(user_ids, items, flat("is_skip", False, pa.bool_()).astype(bool),
                    flat("completion", 1.0, pa.float64()).astype(np.float32), offsets, valid_idx, test_idx,
-                   earlier, earlier_offsets, *targets, vocab)
+                   earlier, earlier_offsets, *targets, vocab, seconds)
 
     @classmethod
     def load(cls, cfg: EncoreConfig, run_date: str | dt.date, vocab: ItemVocab | None = None,
@@ -325,6 +348,7 @@ class SequenceData:
             keep &= (next_pos != PAD_ID).any(axis=1)
         rows = np.flatnonzero(keep)
         history = self._history(users[rows], end[rows]) if name != "train" else np.zeros((len(rows), 0), np.int64)
+        gap, age = self._time_spans(idx[rows], present[rows], starts[users[rows]])
         return SequenceBatch(
             seq=torch.from_numpy(seq[rows]),
             is_skip=torch.from_numpy(np.where(present, self.is_skip[idx], False)[rows]),
@@ -337,6 +361,8 @@ class SequenceData:
             target=torch.from_numpy(target[rows]),
             history=torch.from_numpy(history),
             user_index=torch.from_numpy(users[rows].astype(np.int64)),
+            gap_seconds=torch.from_numpy(gap),
+            age_seconds=torch.from_numpy(age),
         )
 
     def windows(self, users: np.ndarray, ends: np.ndarray, max_seq_len: int) -> SequenceBatch:
@@ -345,6 +371,7 @@ class SequenceData:
         abs_end = self.offsets[users] + ends
         idx, present = _window_index(abs_end, np.minimum(ends, max_seq_len), max_seq_len)
         empty = np.zeros((len(users), max_seq_len, 0), dtype=np.int64)
+        gap, age = self._time_spans(idx, present, self.offsets[users])
         return SequenceBatch(
             seq=torch.from_numpy(np.where(present, self.items[idx], PAD_ID)),
             is_skip=torch.from_numpy(np.where(present, self.is_skip[idx], False)),
@@ -356,7 +383,20 @@ class SequenceData:
             target=torch.from_numpy(self.items[abs_end] if len(users) else np.zeros(0, np.int64)),
             history=torch.zeros((len(users), 0), dtype=torch.long),
             user_index=torch.from_numpy(users.astype(np.int64)),
+            gap_seconds=torch.from_numpy(gap),
+            age_seconds=torch.from_numpy(age),
         )
+
+    def _time_spans(self, idx: np.ndarray, present: np.ndarray, user_start: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(gap, age) seconds of windows of flat events ``idx`` (``[B, L]``, ``present`` where an
+        event): since the user's previous event, inside the window or not (the user's first event:
+        unknown), and from each event to the window's newest one."""
+        if self.event_seconds is None:
+            return window_time_spans(None, present)
+        seconds = np.where(present, self.event_seconds[idx], 0)
+        has_previous = present & (idx > user_start[:, None])
+        previous = np.where(has_previous, self.event_seconds[np.maximum(idx - 1, 0)], 0)
+        return _gap_age_seconds(seconds, previous, has_previous, present)
 
     def _history(self, users: np.ndarray, end: np.ndarray) -> np.ndarray:
         """``[len(users), H]`` every item of each user before position ``end`` (all of the
@@ -453,6 +493,35 @@ def _window_index(abs_end: np.ndarray, length: np.ndarray, max_len: int) -> tupl
     present = cols[None, :] >= (max_len - length)[:, None]
     idx = abs_end[:, None] - max_len + cols[None, :]
     return np.where(present, idx, 0), present
+
+
+def time_buckets(seconds: torch.Tensor, present: torch.Tensor) -> torch.Tensor:
+    """Bucket ids of time spans (see ``N_TIME_BUCKETS``): 0 where not ``present``, 1 for an unknown
+    span (negative seconds), 2 for 0 s, 3 + floor(log2(seconds)) for longer, capped at the last bucket."""
+    log2 = torch.floor(torch.log2(seconds.clamp(min=1).double())).long()
+    buckets = torch.where(seconds < 0, 1, torch.where(seconds == 0, 2, (3 + log2).clamp(max=N_TIME_BUCKETS - 1)))
+    return torch.where(present, buckets, 0)
+
+
+def window_time_spans(seconds: np.ndarray | None, present: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(gap, age) seconds ``[B, L]`` of left-padded windows with epoch ``seconds`` (None = unknown):
+    the gap to the previous event inside the window (its first event: unknown) and the age relative
+    to the window's newest (last) event; -1 (unknown) at padding."""
+    if seconds is None:
+        unknown = np.full(present.shape, UNKNOWN_SECONDS, dtype=np.int64)
+        return unknown, unknown.copy()
+    has_previous = np.zeros_like(present)
+    has_previous[:, 1:] = present[:, :-1] & present[:, 1:]
+    previous = np.zeros_like(seconds)
+    previous[:, 1:] = seconds[:, :-1]
+    return _gap_age_seconds(seconds, previous, has_previous, present)
+
+
+def _gap_age_seconds(seconds: np.ndarray, previous: np.ndarray, has_previous: np.ndarray,
+                     present: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    gap = np.where(has_previous, seconds - previous, UNKNOWN_SECONDS)
+    age = np.where(present, seconds[:, -1:] - seconds, UNKNOWN_SECONDS)
+    return gap.astype(np.int64), age.astype(np.int64)
 
 
 def iterate_batches(

@@ -99,7 +99,9 @@ def log_final_metrics(metrics_by_split: dict[str, dict[str, float]]) -> None:
 class SequenceRecommenderModel(mlflow.pyfunc.PythonModel):
     """pyfunc: input DataFrame with ``item_ids`` (list of item_id strings, oldest
     first) and optionally ``is_skip`` (list of bools aligned with ``item_ids``: the events the
-    user skipped, which a model with ``feedback_embedding`` reads; absent = none skipped);
+    user skipped, which a model with ``feedback_embedding`` reads; absent = none skipped) and
+    ``event_ts`` (the events' times in epoch seconds, aligned with ``item_ids``, which a model with
+    ``time_embedding`` or ``time_attention`` needs);
     output DataFrame with ``item_ids`` / ``scores`` (top-k lists). Param ``k`` (default 20).
     History is excluded."""
 
@@ -111,18 +113,27 @@ class SequenceRecommenderModel(mlflow.pyfunc.PythonModel):
         length = self.bundle.max_seq_len
         seqs = np.zeros((len(model_input), length), dtype=np.int64)
         skips = np.zeros((len(model_input), length), dtype=bool)
+        seconds = np.zeros((len(model_input), length), dtype=np.int64)
         flags = model_input["is_skip"] if "is_skip" in model_input else [None] * len(model_input)
-        for row, (items, skipped) in enumerate(zip(model_input["item_ids"], flags)):
+        if "event_ts" not in model_input and _reads_times(self.bundle.model):
+            raise ValueError("this model reads each event's time: pass an event_ts list aligned with item_ids")
+        times = model_input["event_ts"] if "event_ts" in model_input else [None] * len(model_input)
+        for row, (items, skipped, when) in enumerate(zip(model_input["item_ids"], flags, times)):
             items = list(items)
             skipped = [False] * len(items) if skipped is None else [bool(x) for x in skipped]
             if len(skipped) != len(items):
                 raise ValueError(f"row {row}: is_skip has {len(skipped)} flags for {len(items)} item_ids")
+            when = [0] * len(items) if when is None else [int(x) for x in when]
+            if len(when) != len(items):
+                raise ValueError(f"row {row}: event_ts has {len(when)} times for {len(items)} item_ids")
             ids = self.bundle.vocab.encode(items[-length:])
             if len(ids):
                 seqs[row, -len(ids):] = ids
                 skips[row, -len(ids):] = skipped[-length:]
+                seconds[row, -len(ids):] = when[-length:]
         seqs_t = torch.from_numpy(seqs)
-        context = SequenceBatch.of_inputs(seqs_t, torch.from_numpy(skips))
+        event_seconds = torch.from_numpy(seconds) if "event_ts" in model_input else None
+        context = SequenceBatch.of_inputs(seqs_t, torch.from_numpy(skips), event_seconds)
         ids, scores = recommend_top_k(self.bundle.model, seqs_t, k, exclude=True, context=context)
         return pd.DataFrame(
             {
@@ -130,6 +141,12 @@ class SequenceRecommenderModel(mlflow.pyfunc.PythonModel):
                 "scores": [[float(x) for x in s[np.isfinite(s)]] for s in scores.numpy()],
             }
         )
+
+
+def _reads_times(model: torch.nn.Module) -> bool:
+    return any(getattr(getattr(m, "config", None), name, False) for m in model.modules()
+               for name in ("time_embedding", "time_attention"))
+
 
 
 def log_model_bundle(
@@ -148,11 +165,13 @@ def log_model_bundle(
     meta = {**meta, "weights_digest": digest}
     with tempfile.TemporaryDirectory() as tmp:
         bundle_path = save_bundle(Path(tmp) / BUNDLE_FILE, model, vocab, model_name, meta)
-        example = pd.DataFrame({"item_ids": [vocab.item_ids[:3]], "is_skip": [[False, True, False][:len(vocab.item_ids)]]})
+        shown = len(vocab.item_ids[:3])
+        example = pd.DataFrame({"item_ids": [vocab.item_ids[:3]], "is_skip": [[False, True, False][:shown]],
+                                "event_ts": [[1_700_000_000, 1_700_000_060, 1_700_000_200][:shown]]})
         signature = infer_signature(
             example, pd.DataFrame({"item_ids": [vocab.item_ids[:2]], "scores": [[1.0, 0.5]]}), params={"k": 20}
         )
-        signature.inputs = Schema([ColSpec(c.type, c.name, required=c.name != "is_skip") for c in signature.inputs.inputs])
+        signature.inputs = Schema([ColSpec(c.type, c.name, required=c.name not in ("is_skip", "event_ts")) for c in signature.inputs.inputs])
         info = mlflow.pyfunc.log_model(
             name="model",
             python_model=SequenceRecommenderModel(),

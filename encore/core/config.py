@@ -162,6 +162,8 @@ class TrainingConfig:
     prediction_layer: bool = False  # SASRec / BERT4Rec: FC + GELU before the dot product (seed 000's)
     feedback_embedding: bool = True  # SASRec: embed each input event's skip flag beside its item
     tied_embeddings: bool = True  # SASRec: score against the input item embeddings; False = an output table (gSASRec)
+    time_embedding: bool = False  # SASRec: embed each input event's time gap and age (log2-second buckets)
+    time_attention: bool = False  # SASRec: TiSASRec's per-head attention bias by the time span between two events
     max_seq_len: int = 50
     all_train_windows: bool = True  # a history longer than max_seq_len trains on all its windows
     window_stride: int = 0  # events between those windows' ends; 0 = max_seq_len - 1 (windows do not overlap)

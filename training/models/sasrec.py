@@ -8,6 +8,10 @@ of the input one (gSASRec's ``reuse_item_embeddings=False``).
 ``feedback_embedding=True`` adds a learned embedding of each input event's skip flag, so
 the model knows which of the items it reads the user rejected (scoring then needs the batch
 the windows come from as ``context``).
+``time_embedding=True`` adds learned embeddings of each input event's time buckets (log2
+seconds): the gap since the user's previous event and its age relative to the window's newest
+event. ``time_attention=True`` adds TiSASRec's (Li et al. 2020) relative intervals as a learned
+per-head bias of the attention logit between two events, one per time bucket of the span between them.
 Training target of position t = the next non-skipped item after t (``next_positive``), or
 the next event (``next_item``; ``training.data``).
 """
@@ -20,7 +24,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from training.data import PAD_ID, SequenceBatch
+from training.data import N_TIME_BUCKETS, PAD_ID, SequenceBatch, time_buckets
 from training.models.transformer import TransformerEncoder, init_weights
 
 
@@ -35,6 +39,8 @@ class SASRecConfig:
     prediction_layer: bool = True  # the seed's FC + GELU before the dot product; False = dot product only
     feedback_embedding: bool = False  # add an embedding of each input event's skip flag
     tied_embeddings: bool = True  # score against the input item embeddings (SASRec); False = an output table
+    time_embedding: bool = False  # add embeddings of each input event's gap and age time buckets
+    time_attention: bool = False  # a per-head attention bias for the time bucket between two events
 
 
 class SASRec(nn.Module):
@@ -50,6 +56,9 @@ class SASRec(nn.Module):
         )
         self.pos_emb = nn.Embedding(config.max_seq_len, config.hidden)
         self.feedback_emb = nn.Embedding(2, config.hidden) if config.feedback_embedding else None
+        self.gap_emb = nn.Embedding(N_TIME_BUCKETS, config.hidden, padding_idx=0) if config.time_embedding else None
+        self.age_emb = nn.Embedding(N_TIME_BUCKETS, config.hidden, padding_idx=0) if config.time_embedding else None
+        self.interval_bias = nn.Embedding(N_TIME_BUCKETS, config.heads) if config.time_attention else None
         self.emb_dropout = nn.Dropout(config.dropout)
         self.encoder = TransformerEncoder(config.hidden, config.layers, config.heads, config.dropout)
         self.prediction = (
@@ -59,7 +68,8 @@ class SASRec(nn.Module):
 
     def encode(self, seqs: torch.Tensor, context: SequenceBatch | None = None) -> torch.Tensor:
         """``seqs`` ``[B, L]`` left-padded ids -> hidden states ``[B, L, D]``; ``context``: the
-        batch the windows come from (its ``is_skip``), needed with ``feedback_embedding``."""
+        batch the windows come from (its ``is_skip`` and time spans), needed with
+        ``feedback_embedding``, ``time_embedding`` or ``time_attention``."""
         length = seqs.shape[1]
         if length > self.config.max_seq_len:
             raise ValueError(f"sequence length {length} > max_seq_len {self.config.max_seq_len}")
@@ -69,7 +79,23 @@ class SASRec(nn.Module):
             if context is None or context.is_skip.shape != seqs.shape:
                 raise ValueError("this SASRec reads each event's skip flag: pass the windows' batch as context")
             x = x + self.feedback_emb(context.is_skip.long())
-        return self.encoder(self.emb_dropout(x), key_valid=seqs != PAD_ID, causal=self.causal)
+        present = seqs != PAD_ID
+        if (self.gap_emb is not None or self.interval_bias is not None) and (
+                context is None or context.age_seconds.shape != seqs.shape):
+            raise ValueError("this SASRec reads each event's time: pass the windows' batch as context")
+        if self.gap_emb is not None:
+            x = x + self.gap_emb(time_buckets(context.gap_seconds, present))
+            x = x + self.age_emb(time_buckets(context.age_seconds, present))
+        bias = None
+        if self.interval_bias is not None:
+            # bias[b, h, i, j] for the span between query event i and key event j: |age_j - age_i|
+            # (unknown when either age is)
+            age = context.age_seconds
+            known = (age[:, :, None] >= 0) & (age[:, None, :] >= 0)
+            span = torch.where(known, (age[:, None, :] - age[:, :, None]).abs(), -1)
+            pair = present[:, :, None] & present[:, None, :]
+            bias = self.interval_bias(time_buckets(span, pair)).permute(0, 3, 1, 2)
+        return self.encoder(self.emb_dropout(x), key_valid=present, causal=self.causal, attn_bias=bias)
 
     def predict_vectors(self, hidden: torch.Tensor) -> torch.Tensor:
         return self.prediction(hidden)

@@ -1,7 +1,7 @@
 """Pre-norm Transformer encoder shared by the sequence models (nanoGPT-style).
 
 One attention mask serves both directions: ``allowed[b, i, j]`` = query i may
-attend to key j. Padding keys are never allowed; causal models also forbid
+attend to key j (a float mask when a model adds a bias to the logits). Padding keys are never allowed; causal models also forbid
 j > i. Every query may always attend to itself, so a row of pure padding never
 yields an all-masked softmax (NaN); those outputs are ignored downstream.
 """
@@ -75,8 +75,13 @@ class TransformerEncoder(nn.Module):
         self.blocks = nn.ModuleList(Block(hidden, heads, dropout) for _ in range(layers))
         self.ln_final = nn.LayerNorm(hidden)
 
-    def forward(self, x: torch.Tensor, key_valid: torch.Tensor, causal: bool) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, key_valid: torch.Tensor, causal: bool,
+                attn_bias: torch.Tensor | None = None) -> torch.Tensor:
+        """``attn_bias``: ``[B, heads, L, L]`` added to every layer's attention logits (e.g. a
+        relative-time bias), or None."""
         allowed = attention_mask(key_valid, causal)
+        if attn_bias is not None:
+            allowed = attn_bias.masked_fill(~allowed, float("-inf"))
         for block in self.blocks:
             x = block(x, allowed)
         return self.ln_final(x)

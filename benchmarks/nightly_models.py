@@ -50,6 +50,8 @@ CONFIGS: dict[str, dict] = {
     "sasrec_cosine": dict(train_target="next_item", feedback_embedding=False, lr=2e-3, lr_schedule="cosine"),
     "sasrec_no_cl": dict(contrastive="none"),
     "sasrec_time": dict(time_embedding=True),
+    "sasrec_ema999": dict(ema_decay=0.999),
+    "sasrec_time_ema999": dict(time_embedding=True, ema_decay=0.999),
     "sasrec_time_attention": dict(time_attention=True),
     "sasrec_batch16": dict(batch_size=16),
     "sasrec_batch16_no_cl": dict(batch_size=16, contrastive="none"),

@@ -88,3 +88,26 @@ def test_recommend_with_champion_publishes_k_valid_rows_per_user(cfg):
         assert [r["item_id"] for r in got] == allowed[:3]
         assert all(0.0 <= r["soft_label"] <= 1.0 and 0.0 <= r["p_skip"] <= 1.0 for r in got)
         assert all(0.0 <= r["predicted_completion"] <= 1.0 for r in got)
+
+
+def test_a_champion_that_reads_event_times_is_given_the_marts_times(cfg):
+    from training.models import SASRec, SASRecConfig
+
+    class TimeReadingSASRec(SASRec):
+        gaps_seen: list[torch.Tensor] = []
+
+        def encode(self, seqs, context=None):
+            self.gaps_seen.append(context.gap_seconds[seqs != 0])
+            return super().encode(seqs, context)
+
+    table = toy_sequence_table(n_users=12, n_items=40, min_len=4, max_len=6, seed=4)  # events 3 minutes apart
+    write_toy_marts(cfg, "2026-10-30", table)
+    vocab = ItemVocab(sorted({i for row in table.column("item_ids").to_pylist() for i in row}))
+    model = TimeReadingSASRec(SASRecConfig(n_items=vocab.n_items, max_seq_len=8, hidden=16, layers=1, heads=2,
+                                           time_embedding=True)).eval()
+    cfg.inference.k = 3
+    recs, _ = recommend_with_champion(cfg, dt.date(2026, 10, 30), InferenceBundle(model, vocab, "sasrec", {}))
+    assert recs.num_rows == 3 * 12
+    gaps = torch.cat(TimeReadingSASRec.gaps_seen)
+    # every event but a user's first is read 180 s after the previous one (-1: the first, unknown)
+    assert set(gaps.tolist()) == {-1, 180}

@@ -79,7 +79,6 @@ CONFIGS: dict[str, dict] = {
     "sasrec_batch16_ensemble5": dict(batch_size=16, ensemble_seeds=5),
     "sasrec_batch16_time": dict(batch_size=16, time_embedding=True),
     "sasrec_batch16_time_ema999": dict(batch_size=16, time_embedding=True, ema_decay=0.999),
-    "sasrec_batch16_time_patience8": dict(batch_size=16, time_embedding=True, patience=8),
     "sasrec_batch16_time_attention": dict(batch_size=16, time_attention=True),
     "sasrec_batch16_time_both": dict(batch_size=16, time_embedding=True, time_attention=True),
     "sasrec_batch16_duorec": dict(batch_size=16, contrastive="dropout", cl_weight=0.1, cl_temperature=1.0),

@@ -148,7 +148,6 @@ def _reads_times(model: torch.nn.Module) -> bool:
                for name in ("time_embedding", "time_attention"))
 
 
-
 def log_model_bundle(
     cfg: EncoreConfig, model, vocab, model_name: str, meta: dict, register: bool = True
 ) -> str | None:

@@ -1,9 +1,10 @@
 """Pre-norm Transformer encoder shared by the sequence models (nanoGPT-style).
 
 One attention mask serves both directions: ``allowed[b, i, j]`` = query i may
-attend to key j (a float mask when a model adds a bias to the logits). Padding keys are never allowed; causal models also forbid
-j > i. Every query may always attend to itself, so a row of pure padding never
-yields an all-masked softmax (NaN); those outputs are ignored downstream.
+attend to key j (a float mask, -inf where not allowed, when a model adds a bias to
+the logits). Padding keys are never allowed; causal models also forbid j > i.
+Every query may always attend to itself, so a row of pure padding never yields an
+all-masked softmax (NaN); those outputs are ignored downstream.
 """
 
 from __future__ import annotations

@@ -53,6 +53,8 @@ CONFIGS: dict[str, dict] = {
     "sasrec_ema999": dict(ema_decay=0.999),
     "sasrec_time_ema999": dict(time_embedding=True, ema_decay=0.999),
     "sasrec_time_attention": dict(time_attention=True),
+    "sasrec_ema6ep": dict(ema_epochs=6),
+    "sasrec_time_ema6ep": dict(time_embedding=True, ema_epochs=6),
     "sasrec_batch16": dict(batch_size=16),
     "sasrec_batch16_no_cl": dict(batch_size=16, contrastive="none"),
     "sasrec_small": dict(batch_size=16, hidden=64, heads=2, weight_decay=0.0),

@@ -71,6 +71,8 @@ def test_toml_file_then_env(tmp_path):
         ({"ENCORE__SPARK__JIT": "fast"}, "spark.jit must be auto|quick|hot|full"),
         ({"ENCORE__TRAINING__LOSS": "bce"}, "training.loss must be sampled_softmax|full_softmax|gbce"),
         ({"ENCORE__TRAINING__EMA_DECAY": "1"}, r"training.ema_decay must be in \[0, 1\)"),
+        ({"ENCORE__TRAINING__EMA_DECAY": "0.99", "ENCORE__TRAINING__EMA_EPOCHS": "5"},
+         r"training.ema_decay and training.ema_epochs are two ways to set one average"),
         ({"ENCORE__TRAINING__EXCLUDE_SEEN": "true", "ENCORE__TRAINING__LOSS": "gbce"},
          "training.exclude_seen needs training.loss full_softmax"),
         ({"ENCORE__TRAINING__TRAIN_TARGET": "next_k", "ENCORE__TRAINING__LOSS": "sampled_softmax"},

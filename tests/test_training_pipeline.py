@@ -99,10 +99,14 @@ def test_a_second_run_on_a_held_checkpoint_directory_fails_and_writes_nothing(tm
     assert (directory / "last.pt").exists()
 
 
-def test_ema_averages_every_step_and_is_what_is_validated_and_kept(toy):
+@pytest.mark.parametrize("span", ["decay", "epochs"])
+def test_ema_averages_every_step_and_is_what_is_validated_and_kept(toy, span):
     seed_everything(3)
     model = build_model("sasrec", toy.n_items, **SMALL)
     trainer = Trainer(model, toy, settings(epochs=1, batch_size=24, ema_decay=0.5))
+    if span == "epochs":  # a span of 2 / (steps per epoch) epochs is the same 0.5 per step
+        steps = -(-len(trainer.train_split) // 24)
+        trainer = Trainer(model, toy, settings(epochs=1, batch_size=24, ema_epochs=2 / steps))
     initial = model.item_emb.weight.detach().clone()
     after_step = []
     step = trainer.optimizer.step
@@ -120,6 +124,18 @@ def test_ema_averages_every_step_and_is_what_is_validated_and_kept(toy):
     assert torch.allclose(model.item_emb.weight, expected, atol=1e-6)  # the kept (best) weights
     assert not torch.allclose(expected, after_step[-1], atol=1e-4)
     assert result.best_valid["ndcg@10"] == pytest.approx(trainer.evaluate()["ndcg@10"])
+
+
+def test_ema_epochs_is_a_span_in_epochs_whatever_the_steps_per_epoch(toy):
+    trainer = Trainer(build_model("sasrec", toy.n_items, **SMALL), toy, settings(ema_epochs=2.5))
+    assert trainer.ema is not None
+    assert trainer.ema_decay_per_step(4) == pytest.approx(0.9)  # 1 - 1 / (2.5 x 4)
+    assert trainer.ema_decay_per_step(40) == pytest.approx(0.99)  # ten times the steps, the same epochs
+    fixed = Trainer(build_model("sasrec", toy.n_items, **SMALL), toy, settings(ema_decay=0.9))
+    assert fixed.ema_decay_per_step(4) == fixed.ema_decay_per_step(40) == 0.9
+    assert Trainer(build_model("sasrec", toy.n_items, **SMALL), toy, settings()).ema is None
+    with pytest.raises(ConfigError, match="not both"):
+        settings(ema_decay=0.9, ema_epochs=2).validate()
 
 
 def test_checkpoint_of_other_settings_is_not_resumed(tmp_path, toy):

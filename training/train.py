@@ -155,7 +155,8 @@ def main(argv: list[str] | None = None) -> int:
                        ("n-sampled", int), ("cl-weight", float), ("cl-temperature", float), ("patience", int),
                        ("seed", int), ("max-seq-len", int), ("hidden", int), ("layers", int), ("heads", int),
                        ("dropout", float), ("window-stride", int), ("label-smoothing", float),
-                       ("gbce-negatives", int), ("gbce-calibration", float), ("ema-decay", float)]:
+                       ("gbce-negatives", int), ("gbce-calibration", float), ("ema-decay", float),
+                       ("ema-epochs", float)]:
         parser.add_argument(f"--{name}", type=kind)
     parser.add_argument("--exclude-seen", action="store_true", default=None,
                         help="full softmax without the items each position has already read (data without repeats)")

@@ -1,8 +1,9 @@
 """Training loop shared by the sequence models.
 
 AdamW, validation NDCG@10 after every epoch, early stopping with ``patience``,
-optionally an exponential moving average of the weights (``ema_decay`` > 0: updated after every
-step; validation, ``best.pt`` and the returned model use the averaged weights),
+optionally an exponential moving average of the weights (``ema_decay`` > 0, or ``ema_epochs`` > 0
+for a span given in epochs: updated after every step; validation, ``best.pt`` and the returned
+model use the averaged weights),
 and a checkpoint after every epoch (``last.pt``: model, optimizer, epoch, RNG
 states, best metric; ``best.pt``: the best weights), which one run at a time may hold (a
 second run on the same directory fails instead of overwriting the first's). ``fit(resume=True)``
@@ -82,6 +83,7 @@ class TrainSettings:
     gbce_negatives: int = 256
     gbce_calibration: float = 0.75
     ema_decay: float = 0.0  # > 0: evaluate and keep an exponential moving average of the weights
+    ema_epochs: float = 0.0  # > 0: the same, with the decay per step 1 - 1 / (ema_epochs x steps per epoch)
     contrastive: str = "none"
     cl_weight: float = 0.5
     cl_temperature: float = 0.1
@@ -123,6 +125,8 @@ class TrainSettings:
             (self.gbce_negatives >= 1, "gbce_negatives must be >= 1"),
             (0 <= self.gbce_calibration <= 1, "gbce_calibration must be in [0, 1]"),
             (0 <= self.ema_decay < 1, "ema_decay must be in [0, 1)"),
+            (self.ema_epochs >= 0, "ema_epochs must be >= 0"),
+            (self.ema_decay == 0 or self.ema_epochs == 0, "set ema_decay or ema_epochs, not both"),
             (self.train_target in TRAIN_TARGETS, f"train_target must be one of {'|'.join(TRAIN_TARGETS)}"),
             (self.n_sampled >= 1, "n_sampled must be >= 1"),
             (self.contrastive in CONTRASTIVE, f"contrastive must be one of {'|'.join(CONTRASTIVE)}"),
@@ -266,7 +270,7 @@ class Trainer:
         self.objective = objective
         # the moving average of every floating-point state entry (parameters and buffers)
         self.ema = ({k: v.detach().clone() for k, v in self.model.state_dict().items() if v.is_floating_point()}
-                    if settings.ema_decay > 0 else None)
+                    if settings.ema_decay > 0 or settings.ema_epochs > 0 else None)
 
     # ---- one epoch ----------------------------------------------------------------
 
@@ -303,7 +307,7 @@ class Trainer:
             distributed.average_gradients(parameters)
             self.optimizer.step()
             if self.ema is not None:
-                self._update_ema()
+                self._update_ema(self.ema_decay_per_step(n_batches))
             for name, value in values.items():
                 sums[name] = sums.get(name, 0.0) + value.item()
         means = {name: value / n_batches for name, value in sums.items()}
@@ -311,15 +315,22 @@ class Trainer:
             means.update(self.objective.epoch_metrics())
         return distributed.mean_over_ranks(means)
 
+    def ema_decay_per_step(self, steps_per_epoch: int) -> float:
+        """``ema_decay``, or the decay whose average spans ``ema_epochs`` epochs of ``steps_per_epoch``
+        steps (an EMA with decay d averages over about 1 / (1 - d) steps); a span in epochs means the
+        same on any data size and batch size, where a decay per step does not."""
+        if self.settings.ema_epochs > 0:
+            return max(0.0, 1.0 - 1.0 / (self.settings.ema_epochs * steps_per_epoch))
+        return self.settings.ema_decay
+
     @torch.no_grad()
-    def _update_ema(self) -> None:
-        decay = self.settings.ema_decay
+    def _update_ema(self, decay: float) -> None:
         state = self.model.state_dict()
         for name, average in self.ema.items():
             average.mul_(decay).add_(state[name].detach(), alpha=1 - decay)
 
     def averaged_state(self) -> dict[str, torch.Tensor]:
-        """The weights that are evaluated and kept: the moving average with ``ema_decay``, else the model's."""
+        """The weights that are evaluated and kept: the moving average when there is one, else the model's."""
         state = self.model.state_dict()
         if self.ema is None:
             return state

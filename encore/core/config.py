@@ -183,6 +183,9 @@ class TrainingConfig:
     gbce_negatives: int = 256
     gbce_calibration: float = 0.75
     ema_decay: float = 0.0  # > 0: validate, keep and publish an exponential moving average of the weights
+    # > 0: the same average, spanning that many epochs whatever the data and batch size
+    # (decay per step 1 - 1 / (ema_epochs x steps per epoch)); set this or ema_decay
+    ema_epochs: float = 0.0
     contrastive: str = "item"  # none | item | encoder (skip-informed) | dropout (DuoRec's, needs no skips)
     cl_weight: float = 0.5
     cl_temperature: float = 0.1
@@ -461,6 +464,9 @@ def _validate(cfg: EncoreConfig) -> None:
         (cfg.training.gbce_negatives >= 1, "training.gbce_negatives must be >= 1"),
         (0 <= cfg.training.gbce_calibration <= 1, "training.gbce_calibration must be in [0, 1]"),
         (0 <= cfg.training.ema_decay < 1, "training.ema_decay must be in [0, 1)"),
+        (cfg.training.ema_epochs >= 0, "training.ema_epochs must be >= 0"),
+        (cfg.training.ema_decay == 0 or cfg.training.ema_epochs == 0,
+         "training.ema_decay and training.ema_epochs are two ways to set one average: set one of them"),
         (cfg.training.ensemble_seeds >= 1, "training.ensemble_seeds must be >= 1"),
         (cfg.training.ensemble_seeds == 1 or "smoe_bst" not in cfg.training.models,
          "training.ensemble_seeds > 1 does not apply to smoe_bst (its PHNS evaluation reads one model): "

@@ -59,7 +59,7 @@ DATASETS = ("synthetic_music", "ml-100k")
 # the seeds' defaults, shared by every variant
 DEFAULT_HPARAMS = dict(
     hidden=128, layers=2, heads=8, dropout=0.2, batch_size=256, lr=1e-3, loss="sampled_softmax", n_sampled=1000,
-    cl_weight=0.5, cl_temperature=0.1,
+    cl_weight=0.5, cl_temperature=0.1, ema_epochs=0.0,  # the seeds train without a moving average of the weights
 )
 
 

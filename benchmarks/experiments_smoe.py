@@ -93,7 +93,7 @@ def run(args) -> dict[str, dict[str, list[float]]]:
             out = train_model(
                 cfg, run_date, "smoe_bst", data=data, dataset=DATASET_NAMES[args.dataset], register=False, resume=False,
                 epochs=args.epochs, seed=seed, progress=False, hidden=args.hidden, layers=2, heads=4, dropout=0.2,
-                max_seq_len=args.max_seq_len, batch_size=128, lr=1e-3, device="cpu", **VARIANTS[name],
+                max_seq_len=args.max_seq_len, batch_size=128, lr=1e-3, device="cpu", ema_epochs=0, **VARIANTS[name],
             )
             row = results.setdefault(name, {})
             for split in ("phns_hard", "easy"):

@@ -39,7 +39,8 @@ def run_one(cfg: EncoreConfig, run_date: dt.date, spec: str, data: SequenceData,
     from training.train import train_model
 
     model, _, contrastive = spec.partition("+cl_")
-    settings = {} if model in BASELINES else {"epochs": epochs, "progress": False, "contrastive": contrastive or "none"}
+    settings = {} if model in BASELINES else {"epochs": epochs, "progress": False, "contrastive": contrastive or "none",
+                                              "ema_epochs": 0}  # measured without a moving average of the weights
     if model.startswith("attrec"):
         settings.pop("contrastive")
     result = train_model(cfg, run_date, model, data=data, dataset=dataset, register=False, resume=False, seed=seed,

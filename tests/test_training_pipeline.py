@@ -52,6 +52,7 @@ def test_sasrec_overfits_a_deterministic_toy_dataset(tied):
     ("sasrec", "item", {"feedback_embedding": True, "lr_schedule": "cosine"}),
     ("sasrec", "none", {"loss": "gbce", "gbce_negatives": 5}),  # negatives drawn from the restored RNG
     ("sasrec", "item", {"ema_decay": 0.9}),  # the moving average is checkpointed
+    ("sasrec", "item", {"ema_epochs": 2}),  # ... and its decay after a resume follows the steps done before it
     ("bert4rec", "none", {"loss": "full_softmax", "exclude_seen": True}),
     ("sasrec", "dropout", {"loss": "full_softmax"}),  # the second pass's dropout masks from the restored RNG
     ("sasrec", "item", {"loss": "full_softmax", "train_target": "next_k"}),
@@ -103,10 +104,12 @@ def test_a_second_run_on_a_held_checkpoint_directory_fails_and_writes_nothing(tm
 def test_ema_averages_every_step_and_is_what_is_validated_and_kept(toy, span):
     seed_everything(3)
     model = build_model("sasrec", toy.n_items, **SMALL)
-    trainer = Trainer(model, toy, settings(epochs=1, batch_size=24, ema_decay=0.5))
-    if span == "epochs":  # a span of 2 / (steps per epoch) epochs is the same 0.5 per step
-        steps = -(-len(trainer.train_split) // 24)
-        trainer = Trainer(model, toy, settings(epochs=1, batch_size=24, ema_epochs=2 / steps))
+    if span == "decay":
+        trainer, decays = Trainer(model, toy, settings(epochs=1, batch_size=24, ema_decay=0.5)), [0.5] * 3
+    else:  # 51 windows: 7 steps of 8; a span of 3 steps (decay 2/3) reached after 1 - 2 / (t + 1) grows to it
+        trainer = Trainer(model, toy, settings(epochs=1, batch_size=8, ema_epochs=3 / 7))
+        decays = [0, 1 / 3, 1 / 2, 3 / 5, 2 / 3, 2 / 3, 2 / 3]
+    batch = trainer.settings.batch_size
     initial = model.item_emb.weight.detach().clone()
     after_step = []
     step = trainer.optimizer.step
@@ -117,10 +120,10 @@ def test_ema_averages_every_step_and_is_what_is_validated_and_kept(toy, span):
 
     trainer.optimizer.step = recording_step
     result = trainer.fit(resume=False)
-    assert len(after_step) == -(-len(trainer.train_split) // 24) >= 2
-    expected = initial  # ema_0 = w_0; ema_t = 0.5 ema_(t-1) + 0.5 w_t
-    for weights in after_step:
-        expected = 0.5 * expected + 0.5 * weights
+    assert len(after_step) == -(-len(trainer.train_split) // batch) == len(decays)
+    expected = initial  # ema_0 = w_0; ema_t = decay_t ema_(t-1) + (1 - decay_t) w_t
+    for decay, weights in zip(decays, after_step):
+        expected = decay * expected + (1 - decay) * weights
     assert torch.allclose(model.item_emb.weight, expected, atol=1e-6)  # the kept (best) weights
     assert not torch.allclose(expected, after_step[-1], atol=1e-4)
     assert result.best_valid["ndcg@10"] == pytest.approx(trainer.evaluate()["ndcg@10"])
@@ -129,13 +132,15 @@ def test_ema_averages_every_step_and_is_what_is_validated_and_kept(toy, span):
 def test_ema_epochs_is_a_span_in_epochs_whatever_the_steps_per_epoch(toy):
     trainer = Trainer(build_model("sasrec", toy.n_items, **SMALL), toy, settings(ema_epochs=2.5))
     assert trainer.ema is not None
-    assert trainer.ema_decay_per_step(4) == pytest.approx(0.9)  # 1 - 1 / (2.5 x 4)
-    assert trainer.ema_decay_per_step(40) == pytest.approx(0.99)  # ten times the steps, the same epochs
-    fixed = Trainer(build_model("sasrec", toy.n_items, **SMALL), toy, settings(ema_decay=0.9))
-    assert fixed.ema_decay_per_step(4) == fixed.ema_decay_per_step(40) == 0.9
+    assert trainer.ema_decay_per_step(4, 1000) == pytest.approx(0.9)  # 1 - 1 / (2.5 x 4)
+    assert trainer.ema_decay_per_step(40, 1000) == pytest.approx(0.99)  # ten times the steps, the same epochs
+    # before the span is reached: 1 - 2 / (t + 1), so the first step replaces the initial weights
+    assert [trainer.ema_decay_per_step(40, t) for t in (1, 3, 9)] == pytest.approx([0.0, 0.5, 0.8])
+    fixed = Trainer(build_model("sasrec", toy.n_items, **SMALL), toy, settings(ema_decay=0.9, ema_epochs=2.5))
+    assert fixed.ema_decay_per_step(4, 1) == fixed.ema_decay_per_step(40, 1000) == 0.9  # a decay per step takes precedence
     assert Trainer(build_model("sasrec", toy.n_items, **SMALL), toy, settings()).ema is None
-    with pytest.raises(ConfigError, match="not both"):
-        settings(ema_decay=0.9, ema_epochs=2).validate()
+    with pytest.raises(ConfigError, match="ema_epochs must be >= 0"):
+        settings(ema_epochs=-1).validate()
 
 
 def test_checkpoint_of_other_settings_is_not_resumed(tmp_path, toy):

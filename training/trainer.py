@@ -1,9 +1,9 @@
 """Training loop shared by the sequence models.
 
 AdamW, validation NDCG@10 after every epoch, early stopping with ``patience``,
-optionally an exponential moving average of the weights (``ema_decay`` > 0, or ``ema_epochs`` > 0
-for a span given in epochs: updated after every step; validation, ``best.pt`` and the returned
-model use the averaged weights),
+optionally an exponential moving average of the weights (``ema_epochs`` > 0, a span in epochs, or
+``ema_decay`` > 0, a decay per step: updated after every step; validation, ``best.pt`` and the
+returned model use the averaged weights),
 and a checkpoint after every epoch (``last.pt``: model, optimizer, epoch, RNG
 states, best metric; ``best.pt``: the best weights), which one run at a time may hold (a
 second run on the same directory fails instead of overwriting the first's). ``fit(resume=True)``
@@ -83,7 +83,8 @@ class TrainSettings:
     gbce_negatives: int = 256
     gbce_calibration: float = 0.75
     ema_decay: float = 0.0  # > 0: evaluate and keep an exponential moving average of the weights
-    ema_epochs: float = 0.0  # > 0: the same, with the decay per step 1 - 1 / (ema_epochs x steps per epoch)
+    # > 0 (and no ema_decay): the same over about the last ema_epochs epochs (ema_decay_per_step)
+    ema_epochs: float = 0.0
     contrastive: str = "none"
     cl_weight: float = 0.5
     cl_temperature: float = 0.1
@@ -126,7 +127,6 @@ class TrainSettings:
             (0 <= self.gbce_calibration <= 1, "gbce_calibration must be in [0, 1]"),
             (0 <= self.ema_decay < 1, "ema_decay must be in [0, 1)"),
             (self.ema_epochs >= 0, "ema_epochs must be >= 0"),
-            (self.ema_decay == 0 or self.ema_epochs == 0, "set ema_decay or ema_epochs, not both"),
             (self.train_target in TRAIN_TARGETS, f"train_target must be one of {'|'.join(TRAIN_TARGETS)}"),
             (self.n_sampled >= 1, "n_sampled must be >= 1"),
             (self.contrastive in CONTRASTIVE, f"contrastive must be one of {'|'.join(CONTRASTIVE)}"),
@@ -307,7 +307,7 @@ class Trainer:
             distributed.average_gradients(parameters)
             self.optimizer.step()
             if self.ema is not None:
-                self._update_ema(self.ema_decay_per_step(n_batches))
+                self._update_ema(self.ema_decay_per_step(n_batches, (epoch - 1) * n_batches + step + 1))
             for name, value in values.items():
                 sums[name] = sums.get(name, 0.0) + value.item()
         means = {name: value / n_batches for name, value in sums.items()}
@@ -315,13 +315,17 @@ class Trainer:
             means.update(self.objective.epoch_metrics())
         return distributed.mean_over_ranks(means)
 
-    def ema_decay_per_step(self, steps_per_epoch: int) -> float:
-        """``ema_decay``, or the decay whose average spans ``ema_epochs`` epochs of ``steps_per_epoch``
-        steps (an EMA with decay d averages over about 1 / (1 - d) steps); a span in epochs means the
-        same on any data size and batch size, where a decay per step does not."""
-        if self.settings.ema_epochs > 0:
-            return max(0.0, 1.0 - 1.0 / (self.settings.ema_epochs * steps_per_epoch))
-        return self.settings.ema_decay
+    def ema_decay_per_step(self, steps_per_epoch: int, steps_done: int) -> float:
+        """The decay of the moving average at the ``steps_done``-th optimizer step (1-based):
+        ``ema_decay`` when set; else 1 - 1 / (``ema_epochs`` x ``steps_per_epoch``), an average
+        over about the last ``ema_epochs`` epochs whatever the data and batch size, but no more
+        than 1 - 2 / (steps_done + 1) — polynomial-decay averaging (Shamir & Zhang 2013): until
+        the span is reached the average weighs every step's weights in proportion to its step
+        number, so it never holds the initial weights and tracks a short run as well as a long one.
+        """
+        if self.settings.ema_decay > 0:
+            return self.settings.ema_decay
+        return min(1.0 - 1.0 / (self.settings.ema_epochs * steps_per_epoch), 1.0 - 2.0 / (steps_done + 1))
 
     @torch.no_grad()
     def _update_ema(self, decay: float) -> None:

@@ -182,10 +182,12 @@ class TrainingConfig:
     exclude_seen: bool = False
     gbce_negatives: int = 256
     gbce_calibration: float = 0.75
-    ema_decay: float = 0.0  # > 0: validate, keep and publish an exponential moving average of the weights
-    # > 0: the same average, spanning that many epochs whatever the data and batch size
-    # (decay per step 1 - 1 / (ema_epochs x steps per epoch)); set this or ema_decay
-    ema_epochs: float = 0.0
+    # validate, keep and publish an exponential moving average of the weights over about the last
+    # ema_epochs epochs, whatever the data and batch size (decay per step 1 - 1 / (ema_epochs x
+    # steps per epoch), and until then a step-weighted average of every step so far); 0 = no
+    # average. ema_decay > 0 gives a fixed decay per step instead and takes precedence
+    ema_epochs: float = 6.0
+    ema_decay: float = 0.0
     contrastive: str = "item"  # none | item | encoder (skip-informed) | dropout (DuoRec's, needs no skips)
     cl_weight: float = 0.5
     cl_temperature: float = 0.1
@@ -465,8 +467,6 @@ def _validate(cfg: EncoreConfig) -> None:
         (0 <= cfg.training.gbce_calibration <= 1, "training.gbce_calibration must be in [0, 1]"),
         (0 <= cfg.training.ema_decay < 1, "training.ema_decay must be in [0, 1)"),
         (cfg.training.ema_epochs >= 0, "training.ema_epochs must be >= 0"),
-        (cfg.training.ema_decay == 0 or cfg.training.ema_epochs == 0,
-         "training.ema_decay and training.ema_epochs are two ways to set one average: set one of them"),
         (cfg.training.ensemble_seeds >= 1, "training.ensemble_seeds must be >= 1"),
         (cfg.training.ensemble_seeds == 1 or "smoe_bst" not in cfg.training.models,
          "training.ensemble_seeds > 1 does not apply to smoe_bst (its PHNS evaluation reads one model): "

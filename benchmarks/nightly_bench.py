@@ -160,13 +160,15 @@ def markdown(results: list[dict], targets: dict) -> str:
     return "\n".join(lines)
 
 
-def use_scale_environment(home: Path, n_users: int, n_days: int | None) -> EncoreConfig:
+def use_scale_environment(home: Path, n_users: int, n_days: int | None, settings: dict[str, str]) -> EncoreConfig:
     """Point this process's environment (inherited by Airflow and its tasks) at one scale; return its config.
 
-    The caller's ENCORE* settings are dropped, so every scale runs the default nightly config.
+    The caller's ENCORE* settings are dropped, so every scale runs the default nightly config
+    plus ``settings`` (``{"TRAINING__EMA_EPOCHS": "0"}``: ENCORE__ variables without the prefix).
     """
     for key in [k for k in os.environ if k.startswith("ENCORE")]:
         del os.environ[key]
+    os.environ.update({f"ENCORE__{name}": value for name, value in settings.items()})
     os.environ["ENCORE_HOME"] = str(home)
     os.environ["ENCORE__DATA__N_USERS"] = str(n_users)
     if n_days:
@@ -215,10 +217,10 @@ class PeakTreeRss:
             self.peak_bytes = max(self.peak_bytes, rss)
 
 
-def bench_scale(scale: int, workdir: Path, users_base: int, n_days: int | None) -> dict:
+def bench_scale(scale: int, workdir: Path, users_base: int, n_days: int | None, settings: dict[str, str]) -> dict:
     home = workdir / f"scale_{scale}"
     shutil.rmtree(home, ignore_errors=True)
-    cfg = use_scale_environment(home, users_base * scale, n_days)
+    cfg = use_scale_environment(home, users_base * scale, n_days, settings)
     generated = timed("generate landing data", generate, cfg)
     run_date = last_landed_dates(cfg)[-1]  # the data's own last day: known once it has landed
     log.info("scale %dx: %d users, %d days, nightly date %s, state in %s",
@@ -264,12 +266,19 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--workdir", default="bench_results/nightly_work", help="scratch state, one dir per scale")
     parser.add_argument("--users-base", type=int, default=DataConfig().n_users, help="data.n_users at scale 1")
     parser.add_argument("--days", type=int, help="data.n_days (default: the config's)")
+    parser.add_argument("--setting", action="append", default=[], metavar="SECTION__KEY=VALUE",
+                        help="a config override for every scale, as its ENCORE__ variable without the prefix "
+                             "(e.g. TRAINING__EMA_EPOCHS=0); repeatable")
     args = parser.parse_args(argv)
+    settings = dict(item.split("=", 1) for item in args.setting if "=" in item)
+    if len(settings) != len(args.setting) or not all("__" in name for name in settings):
+        parser.error(f"--setting takes SECTION__KEY=VALUE, got {args.setting}")
 
     workdir = Path(args.workdir).resolve()
-    results = [bench_scale(scale, workdir, args.users_base, args.days) for scale in sorted(set(args.scales))]
+    results = [bench_scale(scale, workdir, args.users_base, args.days, settings) for scale in sorted(set(args.scales))]
     targets = check_targets(results)
-    report = {"cpu_count": os.cpu_count(), "users_base": args.users_base, "scales": results, "targets": targets}
+    report = {"cpu_count": os.cpu_count(), "users_base": args.users_base, "settings": settings, "scales": results,
+              "targets": targets}
     save_report(report, args.out, markdown(results, targets))
 
 

@@ -77,3 +77,15 @@ def test_ratios_and_targets_are_judged_on_the_wall_time():
     assert "| validate_raw | 10.0 | 40.0 | 4.00 |" in table
     assert "| target: 1x wall <= 300 s | not met |  |  |" in table
     assert "4.99 <= 6.0: met" in table
+
+
+def test_each_scale_runs_the_default_config_plus_the_given_settings_only(tmp_path, monkeypatch):
+    import os
+
+    from benchmarks.nightly_bench import use_scale_environment
+
+    monkeypatch.setattr(os, "environ", {**os.environ, "ENCORE__TRAINING__EPOCHS": "2"})  # a copy it may change
+    # the caller's own settings (epochs 2) are dropped
+    cfg = use_scale_environment(tmp_path / "scale_1", 40, 5, {"TRAINING__EMA_EPOCHS": "0"})
+    assert (cfg.data.n_users, cfg.data.n_days, cfg.training.ema_epochs) == (40, 5, 0)
+    assert cfg.training.epochs == 20 and cfg.home == tmp_path / "scale_1"

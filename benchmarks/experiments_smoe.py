@@ -28,7 +28,7 @@ from __future__ import annotations
 import argparse
 
 from benchmarks.datasets import experiment_config, prepare_night
-from benchmarks.experiments import format_mean_std, mean_std
+from benchmarks.experiments import EMA_OFF, format_mean_std, mean_std
 
 BASE = dict(next_k=1, ctr_weight=0.0, completion_weight=0.0, entropy_weight=0.0, engagement_alpha=0.0)
 MTL = dict(ctr_weight=0.5, completion_weight=0.5, entropy_weight=0.01, engagement_alpha=1.0)
@@ -93,7 +93,7 @@ def run(args) -> dict[str, dict[str, list[float]]]:
             out = train_model(
                 cfg, run_date, "smoe_bst", data=data, dataset=DATASET_NAMES[args.dataset], register=False, resume=False,
                 epochs=args.epochs, seed=seed, progress=False, hidden=args.hidden, layers=2, heads=4, dropout=0.2,
-                max_seq_len=args.max_seq_len, batch_size=128, lr=1e-3, device="cpu", ema_epochs=0, **VARIANTS[name],
+                max_seq_len=args.max_seq_len, batch_size=128, lr=1e-3, device="cpu", **EMA_OFF, **VARIANTS[name],
             )
             row = results.setdefault(name, {})
             for split in ("phns_hard", "easy"):

@@ -32,7 +32,7 @@ import json
 import time
 from pathlib import Path
 
-from benchmarks.experiments import format_mean_std, mean_std, save_report
+from benchmarks.experiments import EMA_OFF, format_mean_std, mean_std, save_report
 from training.registry import MODEL_NAMES, SEQUENCE_MODELS
 
 # SASRec configurations: overrides of the config's training section. "sasrec" is the nightly's
@@ -41,7 +41,6 @@ from training.registry import MODEL_NAMES, SEQUENCE_MODELS
 # layer, sampled softmax, 3 epochs, no skip flag in the input); the others move one lever away
 # from those (README "Which models compete"). All but "sasrec" were measured without the moving
 # average (EMA_OFF) unless they set one, so each keeps the figures the README gives for it.
-EMA_OFF = dict(ema_epochs=0)
 SEED_DEFAULTS = dict(loss="sampled_softmax", prediction_layer=True, feedback_embedding=False, epochs=3, **EMA_OFF)
 MEASURED: dict[str, dict] = {
     "sasrec_no_ema": {},
@@ -56,7 +55,6 @@ MEASURED: dict[str, dict] = {
     "sasrec_ema999": dict(ema_decay=0.999),
     "sasrec_time_ema999": dict(time_embedding=True, ema_decay=0.999),
     "sasrec_time_attention": dict(time_attention=True),
-    "sasrec_ema6ep": dict(ema_epochs=6),
     "sasrec_time_ema6ep": dict(time_embedding=True, ema_epochs=6),
     "sasrec_batch16": dict(batch_size=16),
     "sasrec_batch16_no_cl": dict(batch_size=16, contrastive="none"),

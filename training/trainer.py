@@ -289,7 +289,8 @@ class Trainer:
         sums: dict[str, float] = {}
         progress = self.settings.progress and distributed.is_main()
         for step, index in enumerate(tqdm(batches, desc=f"epoch {epoch}", disable=not progress, leave=False)):
-            lr = scheduled_lr(self.settings, (epoch - 1) * n_batches + step, self.settings.epochs * n_batches)
+            steps_before = (epoch - 1) * n_batches + step
+            lr = scheduled_lr(self.settings, steps_before, self.settings.epochs * n_batches)
             for group in self.optimizer.param_groups:
                 group["lr"] = lr
             batch = self.train_split.take(index).to(self.device)
@@ -307,7 +308,7 @@ class Trainer:
             distributed.average_gradients(parameters)
             self.optimizer.step()
             if self.ema is not None:
-                self._update_ema(self.ema_decay_per_step(n_batches, (epoch - 1) * n_batches + step + 1))
+                self._update_ema(self.ema_decay_per_step(n_batches, steps_before + 1))
             for name, value in values.items():
                 sums[name] = sums.get(name, 0.0) + value.item()
         means = {name: value / n_batches for name, value in sums.items()}

@@ -24,7 +24,7 @@ import tempfile
 from pathlib import Path
 
 from benchmarks.datasets import experiment_config, prepared
-from benchmarks.experiments import EMA_OFF, format_mean_std, mean_std
+from benchmarks.experiments import EMA_OFF, SASREC_ATTENTION_DROPOUT, format_mean_std, mean_std
 from encore.core.config import EncoreConfig
 from training.baselines import BASELINES
 from training.data import SequenceData
@@ -40,7 +40,7 @@ def run_one(cfg: EncoreConfig, run_date: dt.date, spec: str, data: SequenceData,
 
     model, _, contrastive = spec.partition("+cl_")
     settings = {} if model in BASELINES else {"epochs": epochs, "progress": False, "contrastive": contrastive or "none",
-                                              **EMA_OFF}
+                                              **EMA_OFF, **(SASREC_ATTENTION_DROPOUT if model == "sasrec" else {})}
     if model.startswith("attrec"):
         settings.pop("contrastive")
     result = train_model(cfg, run_date, model, data=data, dataset=dataset, register=False, resume=False, seed=seed,

@@ -23,7 +23,7 @@ import argparse
 import time
 from pathlib import Path
 
-from benchmarks.experiments import EMA_OFF, save_report
+from benchmarks.experiments import EMA_OFF, SASREC_ATTENTION_DROPOUT, save_report
 from benchmarks.nightly_models import PROTOCOLS, apply_common_options, prepare_data
 
 # the searched settings (overrides of the config's training section) and their ranges
@@ -72,7 +72,7 @@ def run(args) -> dict:
         began = time.perf_counter()
         out = train_model(cfg, run_date, "sasrec", data=data, dataset=f"search-{args.study}-{trial.number}",
                           register=False, resume=False, seed=args.seed, epochs=args.epochs, progress=False,
-                          on_epoch_end=report, **EMA_OFF, **settings)
+                          on_epoch_end=report, **EMA_OFF, **SASREC_ATTENTION_DROPOUT, **settings)
         trial.set_user_attr("test_ndcg@10", out["test"]["ndcg@10"])
         trial.set_user_attr("best_epoch", out["best_epoch"])
         trial.set_user_attr("seconds", round(time.perf_counter() - began, 1))

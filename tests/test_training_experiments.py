@@ -138,5 +138,9 @@ def test_nightly_models_configurations_are_settings_train_model_accepts():
     assert CONFIGS["sasrec"] == {}  # the nightly's own settings
     assert CONFIGS["sasrec_seed_defaults"] == SEED_DEFAULTS
     assert all(getattr(cfg.training, key) != value for key, value in SEED_DEFAULTS.items())  # the defaults moved
+    # the defaults before attention dropout was dropped, and before the moving average joined them
+    assert CONFIGS["sasrec_attention_dropout"] == {"ema_epochs": 6, "attention_dropout": 0.2} != {
+        "ema_epochs": cfg.training.ema_epochs, "attention_dropout": cfg.training.attention_dropout}
+    assert CONFIGS["sasrec_no_ema"] == {"ema_epochs": 0, "attention_dropout": 0.2}
     for name, settings in CONFIGS.items():
         model_spec("sasrec").check(cfg, settings)

@@ -222,6 +222,44 @@ def test_sasrec_is_causal():
     assert not torch.allclose(before[:, 5:], after[:, 5:], atol=1e-4)
 
 
+def test_attention_dropout_acts_on_the_attention_probabilities_only():
+    seqs = torch.tensor([[0, 0, 3, 4, 5, 6, 7, 8], [0, 0, 0, 0, 9, 10, 11, 12]])
+
+    def two_training_passes(dropout=0.0, attention_dropout=0.0):
+        torch.manual_seed(0)
+        model = SASRec(SASRecConfig(n_items=20, max_seq_len=8, hidden=16, layers=2, heads=2, dropout=dropout,
+                                    attention_dropout=attention_dropout))
+        torch.manual_seed(1)
+        return model, model.encode(seqs), model.encode(seqs)
+
+    model, first, second = two_training_passes(attention_dropout=0.0)
+    assert torch.equal(first, second)  # no dropout anywhere: training passes are deterministic
+    with torch.no_grad():
+        evaluated = model.eval().encode(seqs)
+    model, first, second = two_training_passes(attention_dropout=0.5)
+    assert not torch.allclose(first, second, atol=1e-4)
+    with torch.no_grad():  # same weights (same seed); evaluation drops nothing
+        assert torch.allclose(model.eval().encode(seqs), evaluated, atol=1e-6)
+    # the other dropouts still act without it
+    _, first, second = two_training_passes(dropout=0.5, attention_dropout=0.0)
+    assert not torch.allclose(first, second, atol=1e-4)
+    attention = [m.attn for m in model.encoder.blocks]
+    assert [a.attention_dropout for a in attention] == [0.5, 0.5]
+
+
+def test_attention_dropout_comes_from_the_training_config():
+    from encore.core.config import EncoreConfig
+    from training.specs import model_config
+
+    cfg = EncoreConfig()
+    cfg.training.attention_dropout = 0.1
+    config = model_config(SASRecConfig, cfg, 20)
+    assert (config.attention_dropout, config.dropout) == (0.1, cfg.training.dropout)
+    # models without the setting keep one dropout for both
+    bert = BERT4Rec(BERT4RecConfig(n_items=20, max_seq_len=8, hidden=16, layers=1, heads=2, dropout=0.3))
+    assert bert.encoder.blocks[0].attn.attention_dropout == 0.3
+
+
 def test_sasrec_ignores_padding_and_scores_every_item():
     model = tiny(SASRec, SASRecConfig)
     with torch.no_grad():
@@ -234,7 +272,7 @@ def test_sasrec_ignores_padding_and_scores_every_item():
 
 
 def test_sasrec_without_prediction_layer_scores_the_last_hidden_state():
-    model = build_model("sasrec", 20, max_seq_len=8, hidden=16, layers=1, heads=2, dropout=0.0, prediction_layer=False)
+    model = build_model("sasrec", 20, max_seq_len=8, hidden=16, layers=1, heads=2, prediction_layer=False).eval()
     seqs = torch.tensor([[0, 0, 0, 0, 0, 3, 4, 5]])
     with torch.no_grad():
         expected = model.encode(seqs)[:, -1] @ model.item_emb.weight[1:21].T
@@ -243,8 +281,8 @@ def test_sasrec_without_prediction_layer_scores_the_last_hidden_state():
 
 
 def test_untied_sasrec_scores_against_its_own_output_table():
-    model = build_model("sasrec", 20, max_seq_len=8, hidden=16, layers=1, heads=2, dropout=0.0, prediction_layer=False,
-                        tied_embeddings=False)
+    model = build_model("sasrec", 20, max_seq_len=8, hidden=16, layers=1, heads=2, prediction_layer=False,
+                        tied_embeddings=False).eval()
     seqs = torch.tensor([[0, 0, 0, 0, 0, 3, 4, 5]])
     assert model.item_embeddings() is model.output_emb.weight
     with torch.no_grad():

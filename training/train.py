@@ -154,7 +154,7 @@ def main(argv: list[str] | None = None) -> int:
     for name, kind in [("epochs", int), ("batch-size", int), ("lr", float), ("weight-decay", float),
                        ("n-sampled", int), ("cl-weight", float), ("cl-temperature", float), ("patience", int),
                        ("seed", int), ("max-seq-len", int), ("hidden", int), ("layers", int), ("heads", int),
-                       ("dropout", float), ("window-stride", int), ("label-smoothing", float),
+                       ("dropout", float), ("attention-dropout", float), ("window-stride", int), ("label-smoothing", float),
                        ("gbce-negatives", int), ("gbce-calibration", float), ("ema-decay", float),
                        ("ema-epochs", float)]:
         parser.add_argument(f"--{name}", type=kind)

@@ -158,7 +158,10 @@ class TrainingConfig:
     hidden: int = 128
     layers: int = 2
     heads: int = 8
-    dropout: float = 0.2
+    dropout: float = 0.2  # on the embeddings' sum and each block's attention and feed-forward outputs
+    # SASRec: on the attention probabilities. 0 since 2026-12-04: on CPU the dropout mask of every
+    # attention probability cost a quarter of each epoch (README "Which models compete")
+    attention_dropout: float = 0.0
     prediction_layer: bool = False  # SASRec / BERT4Rec: FC + GELU before the dot product (seed 000's)
     feedback_embedding: bool = True  # SASRec: embed each input event's skip flag beside its item
     tied_embeddings: bool = True  # SASRec: score against the input item embeddings; False = an output table (gSASRec)
@@ -457,6 +460,8 @@ def _validate(cfg: EncoreConfig) -> None:
         (cfg.training.loss in {"sampled_softmax", "full_softmax", "gbce"},
          "training.loss must be sampled_softmax|full_softmax|gbce"),
         (0 <= cfg.training.label_smoothing < 1, "training.label_smoothing must be in [0, 1)"),
+        (0 <= cfg.training.dropout < 1 and 0 <= cfg.training.attention_dropout < 1,
+         "training.dropout and training.attention_dropout must be in [0, 1)"),
         (not cfg.training.exclude_seen or (cfg.training.loss == "full_softmax" and cfg.training.label_smoothing == 0),
          "training.exclude_seen needs training.loss full_softmax and training.label_smoothing 0"),
         (cfg.training.train_target in {"next_positive", "next_item", "next_k"},

@@ -42,7 +42,8 @@ class BERT4Rec(nn.Module):
         self.item_emb = nn.Embedding(config.n_items + 2, config.hidden, padding_idx=PAD_ID)
         self.pos_emb = nn.Embedding(config.max_seq_len, config.hidden)
         self.emb_dropout = nn.Dropout(config.dropout)
-        self.encoder = TransformerEncoder(config.hidden, config.layers, config.heads, config.dropout)
+        self.encoder = TransformerEncoder(config.hidden, config.layers, config.heads, config.dropout,
+                                          attention_dropout=config.dropout)
         self.prediction = (
             nn.Sequential(nn.Linear(config.hidden, config.hidden), nn.GELU()) if config.prediction_layer else nn.Identity()
         )

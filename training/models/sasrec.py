@@ -36,6 +36,7 @@ class SASRecConfig:
     layers: int = 2
     heads: int = 8
     dropout: float = 0.2
+    attention_dropout: float = 0.2  # on the attention probabilities (dropout: embeddings and block outputs)
     prediction_layer: bool = True  # the seed's FC + GELU before the dot product; False = dot product only
     feedback_embedding: bool = False  # add an embedding of each input event's skip flag
     tied_embeddings: bool = True  # score against the input item embeddings (SASRec); False = an output table
@@ -60,7 +61,8 @@ class SASRec(nn.Module):
         self.age_emb = nn.Embedding(N_TIME_BUCKETS, config.hidden, padding_idx=0) if config.time_embedding else None
         self.interval_bias = nn.Embedding(N_TIME_BUCKETS, config.heads) if config.time_attention else None
         self.emb_dropout = nn.Dropout(config.dropout)
-        self.encoder = TransformerEncoder(config.hidden, config.layers, config.heads, config.dropout)
+        self.encoder = TransformerEncoder(config.hidden, config.layers, config.heads, config.dropout,
+                                          config.attention_dropout)
         self.prediction = (
             nn.Sequential(nn.Linear(config.hidden, config.hidden), nn.GELU()) if config.prediction_layer else nn.Identity()
         )

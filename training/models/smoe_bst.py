@@ -133,7 +133,7 @@ class SMoEBST(nn.Module):
         self.user_emb = nn.Embedding(config.user_buckets, d) if config.user_buckets else None
         self.user_feature_proj = nn.Linear(config.n_user_features, d) if config.n_user_features else None
         self.emb_dropout = nn.Dropout(config.dropout)
-        self.encoder = TransformerEncoder(d, config.layers, config.heads, config.dropout)
+        self.encoder = TransformerEncoder(d, config.layers, config.heads, config.dropout, attention_dropout=config.dropout)
         self.experts = nn.ModuleList(Expert(d, w, config.dropout) for w in config.expert_windows)
         self.gate = nn.Sequential(nn.Linear(d * (1 + len(config.experts)), d), nn.GELU(), nn.Linear(d, len(config.experts)))
         self.prediction = nn.Sequential(nn.Linear(d, d), nn.GELU())

@@ -25,12 +25,12 @@ def attention_mask(key_valid: torch.Tensor, causal: bool) -> torch.Tensor:
 
 
 class SelfAttention(nn.Module):
-    def __init__(self, hidden: int, heads: int, dropout: float):
+    def __init__(self, hidden: int, heads: int, dropout: float, attention_dropout: float):
         super().__init__()
         if hidden % heads:
             raise ValueError(f"hidden={hidden} must be divisible by heads={heads}")
         self.heads = heads
-        self.dropout = dropout
+        self.attention_dropout = attention_dropout  # on the attention probabilities
         self.qkv = nn.Linear(hidden, 3 * hidden)
         self.proj = nn.Linear(hidden, hidden)
         self.resid_dropout = nn.Dropout(dropout)
@@ -40,7 +40,7 @@ class SelfAttention(nn.Module):
         q, k, v = self.qkv(x).split(hidden, dim=2)
         q, k, v = (t.view(batch, length, self.heads, hidden // self.heads).transpose(1, 2) for t in (q, k, v))
         y = F.scaled_dot_product_attention(
-            q, k, v, attn_mask=allowed, dropout_p=self.dropout if self.training else 0.0
+            q, k, v, attn_mask=allowed, dropout_p=self.attention_dropout if self.training else 0.0
         )
         y = y.transpose(1, 2).contiguous().view(batch, length, hidden)
         return self.resid_dropout(self.proj(y))
@@ -58,10 +58,10 @@ class FeedForward(nn.Module):
 
 
 class Block(nn.Module):
-    def __init__(self, hidden: int, heads: int, dropout: float):
+    def __init__(self, hidden: int, heads: int, dropout: float, attention_dropout: float):
         super().__init__()
         self.ln_attn = nn.LayerNorm(hidden)
-        self.attn = SelfAttention(hidden, heads, dropout)
+        self.attn = SelfAttention(hidden, heads, dropout, attention_dropout)
         self.ln_ff = nn.LayerNorm(hidden)
         self.ff = FeedForward(hidden, dropout)
 
@@ -71,9 +71,11 @@ class Block(nn.Module):
 
 
 class TransformerEncoder(nn.Module):
-    def __init__(self, hidden: int, layers: int, heads: int, dropout: float):
+    def __init__(self, hidden: int, layers: int, heads: int, dropout: float, attention_dropout: float):
+        """``dropout``: on each block's attention and feed-forward outputs; ``attention_dropout``:
+        on the attention probabilities."""
         super().__init__()
-        self.blocks = nn.ModuleList(Block(hidden, heads, dropout) for _ in range(layers))
+        self.blocks = nn.ModuleList(Block(hidden, heads, dropout, attention_dropout) for _ in range(layers))
         self.ln_final = nn.LayerNorm(hidden)
 
     def forward(self, x: torch.Tensor, key_valid: torch.Tensor, causal: bool,

@@ -61,7 +61,7 @@ bench-training: install .venv-bench/.installed
 	mkdir -p bench_results
 	$(PY) -m benchmarks.training_bench --dataset ml-100k --epochs 60 --recbole-epochs 12 --patience 5 --encore-prediction-layer --out bench_results/training.json
 
-.PHONY: bench-spark-cluster bench-ddp bench-search bench-mssd cluster-up cluster-down cluster-status
+.PHONY: bench-spark-cluster bench-ddp bench-search bench-mssd bench-epoch-profile cluster-up cluster-down cluster-status
 
 ## Scale-out (README "Scale-out"): the Spark jobs at 10M events on a standalone cluster of 1 and 2 workers
 ## (1 core each) beside local[1], local[2] and DuckDB in one run; SASRec on 2 torchrun processes vs 1.
@@ -74,6 +74,12 @@ bench-spark-cluster: install
 bench-mssd: install
 	mkdir -p bench_results
 	$(PY) -m benchmarks.mssd_format --out bench_results/mssd_format.json
+
+## Where a SASRec training epoch's time goes (README "Attention dropout off"): the defaults beside
+## attention dropout 0.2, timed and under torch.profiler, on the default data's marts.
+bench-epoch-profile: install
+	mkdir -p bench_results
+	$(PY) -m benchmarks.epoch_profile --dataset synthetic_music --out bench_results/epoch_profile_synthetic_music.json
 
 bench-ddp: install
 	mkdir -p bench_results

@@ -144,3 +144,27 @@ def test_nightly_models_configurations_are_settings_train_model_accepts():
     assert CONFIGS["sasrec_no_ema"] == {"ema_epochs": 0, "attention_dropout": 0.2}
     for name, settings in CONFIGS.items():
         model_spec("sasrec").check(cfg, settings)
+
+
+def test_epoch_profile_shows_the_dropout_masks_attention_dropout_adds(cfg):
+    """Per training step SASRec draws one dropout mask for its input and one for each block's
+    attention and feed-forward outputs (1 + 2 x 2 layers = 5); attention dropout adds one per
+    layer for the attention probabilities (7)."""
+    from benchmarks.epoch_profile import markdown, profile_configuration
+
+    data = toy_data(n_users=24, n_items=15, seed=3)
+    for key, value in dict(hidden=16, heads=2, layers=2, max_seq_len=12, batch_size=16, device="cpu").items():
+        setattr(cfg.training, key, value)
+    rows = {name: profile_configuration(cfg, data, name, epochs=1, top=1000)
+            for name in ("sasrec", "sasrec_attention_dropout")}
+    masks = {name: next(o["calls"] for o in row["top_operators"] if o["operator"] == "aten::bernoulli_")
+             for name, row in rows.items()}
+    steps = rows["sasrec"]["steps_per_epoch"]
+    assert steps == -(-rows["sasrec"]["train_windows"] // 16) >= 2
+    assert masks == {"sasrec": 5 * steps, "sasrec_attention_dropout": 7 * steps}
+    for row in rows.values():
+        assert len(row["epoch_seconds"]) == 1
+        shares = [o["share"] for o in row["top_operators"]]
+        assert shares == sorted(shares, reverse=True) and sum(shares) == pytest.approx(1, abs=0.01)
+    table = markdown({"configs": rows})
+    assert f"| aten::bernoulli_ | {7 * steps} |" in table

@@ -72,6 +72,8 @@ def _assert_night_outputs(cfg, dates: list[str], source: str) -> None:
         assert summary["raw_rows"] == summary["clean_rows"] + summary["quarantined_rows"]
     sources = set(lake.read_table(cfg, "events_clean").column("source").to_pylist())
     assert sources == {source}
+    # every model run names the data it read, for MLflow and the analysts' leaderboard
+    assert set(lake.read_table(cfg, "model_runs").column("dataset").to_pylist()) == {source}
 
 
 @pytest.fixture(scope="module")

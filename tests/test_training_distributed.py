@@ -108,13 +108,15 @@ def test_nightly_trains_with_torchrun_and_only_rank_0_tracks(tmp_path):
                                 "hidden": 32, "layers": 1, "heads": 2, "lr": 5e-3})
     write_toy_marts(cfg, "2026-10-30", toy_sequence_table(n_users=64, n_items=30, seed=2))
 
-    result = train_with_torchrun(cfg, "2026-10-30", "sasrec")
+    result = train_with_torchrun(cfg, "2026-10-30", "sasrec", dataset="toy_source")
 
     assert result["model_name"] == "sasrec+cl_item" and result["model_version"] == "1"
+    assert (tmp_path / "checkpoints" / "toy_source" / "2026-10-30" / "sasrec+cl_item").is_dir()
     assert 0 < result["valid"]["ndcg@10"] <= 1 and result["best_epoch"] in (1, 2)
     client = MlflowClient(cfg.paths.mlflow_tracking_uri)
     runs = client.search_runs([e.experiment_id for e in client.search_experiments()])
     assert [run.info.run_id for run in runs] == [result["run_id"]]  # rank 1 created no run
+    assert runs[0].data.tags["dataset"] == "toy_source"
     assert [m.step for m in client.get_metric_history(result["run_id"], "loss")] == [1, 2]
     assert [str(v.version) for v in client.search_model_versions(f"name='{cfg.promotion.registered_model}'")] == ["1"]
 

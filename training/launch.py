@@ -30,12 +30,12 @@ log = logging.getLogger(__name__)
 
 
 def torchrun_command(cfg: EncoreConfig, run_date: str | dt.date, model_name: str, result_json: Path,
-                     register: bool = True) -> list[str]:
+                     register: bool = True, dataset: str | None = None) -> list[str]:
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone",
                f"--nproc_per_node={cfg.training.world_size}",
                "-m", "training.train", "--model", model_name, "--run-date", str(run_date), "--quiet",
                "--result-json", str(result_json)]
-    return command + ([] if register else ["--no-register"])
+    return command + ([] if register else ["--no-register"]) + (["--dataset", dataset] if dataset else [])
 
 
 def torchrun_env(cfg: EncoreConfig) -> dict[str, str]:
@@ -45,14 +45,16 @@ def torchrun_env(cfg: EncoreConfig) -> dict[str, str]:
     return {"OMP_NUM_THREADS": str(threads), **os.environ, **cfg.env()}
 
 
-def train_with_torchrun(cfg: EncoreConfig, run_date: str | dt.date, model_name: str, register: bool = True) -> dict:
-    """Train a sequence model on ``cfg.training.world_size`` processes; rank 0's ``train_model`` result."""
+def train_with_torchrun(cfg: EncoreConfig, run_date: str | dt.date, model_name: str, register: bool = True,
+                        dataset: str | None = None) -> dict:
+    """Train a sequence model on ``cfg.training.world_size`` processes; rank 0's ``train_model`` result
+    (``dataset``: as ``train_model``'s)."""
     if model_name not in SEQUENCE_MODELS:
         raise ConfigError(f"{model_name!r} is not a sequence model ({', '.join(SEQUENCE_MODELS)}): "
                           "baselines fit in one process")
     with tempfile.TemporaryDirectory(prefix="encore-torchrun-") as scratch:
         result_json = Path(scratch) / "result.json"
-        command = torchrun_command(cfg, run_date, model_name, result_json, register)
+        command = torchrun_command(cfg, run_date, model_name, result_json, register, dataset)
         log.info("training %s for %s on %d processes: %s", model_name, run_date, cfg.training.world_size,
                  " ".join(command))
         done = subprocess.run(command, env=torchrun_env(cfg))

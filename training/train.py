@@ -146,6 +146,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m training.train", description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", default="sasrec", choices=sorted(MODEL_NAMES))
     parser.add_argument("--run-date", required=True)
+    parser.add_argument("--dataset", help="the data's name in MLflow, model_runs and the checkpoint path "
+                                          "(default: data.source)")
     parser.add_argument("--contrastive", choices=CONTRASTIVE)
     parser.add_argument("--loss", choices=LOSSES)
     parser.add_argument("--train-target", choices=TRAIN_TARGETS,
@@ -174,7 +176,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     overrides = {
         k: v for k, v in vars(args).items()
-        if k not in {"model", "run_date", "no_bf16", "no_register", "no_resume", "quiet", "result_json"} and v is not None
+        if k not in {"model", "run_date", "dataset", "no_bf16", "no_register", "no_resume", "quiet", "result_json"}
+        and v is not None
     }
     if args.no_bf16:
         overrides["bf16"] = False
@@ -183,7 +186,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         run_date = dt.date.fromisoformat(args.run_date)
         result = train_model(
-            load_config(), run_date, args.model, register=not args.no_register, resume=not args.no_resume, **overrides
+            load_config(), run_date, args.model, register=not args.no_register, resume=not args.no_resume,
+            dataset=args.dataset, **overrides
         )
     except (ConfigError, FileNotFoundError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -130,15 +130,18 @@ def validate_features(cfg: EncoreConfig, run_date: dt.date) -> dict:
 
 def train(cfg: EncoreConfig, run_date: dt.date, model_name: str) -> dict:
     """Fit one model on the run date's marts; sequence models on ``training.world_size``
-    torchrun processes when it is above 1 (baselines always fit in this process)."""
+    torchrun processes when it is above 1 (baselines always fit in this process). The runs
+    name the night's sources as their dataset (MLflow, ``model_runs``, the leaderboard)."""
+    from encore.ingest.landing import night_sources
     from training.launch import train_with_torchrun
     from training.registry import SEQUENCE_MODELS
     from training.train import train_model
 
+    dataset = "+".join(night_sources(cfg)) or None
     if cfg.training.world_size > 1 and model_name in SEQUENCE_MODELS:
-        result = train_with_torchrun(cfg, run_date, model_name)
+        result = train_with_torchrun(cfg, run_date, model_name, dataset=dataset)
     else:
-        result = train_model(cfg, run_date, model_name)
+        result = train_model(cfg, run_date, model_name, dataset=dataset)
     return {k: result[k] for k in ("model_name", "model_version", "run_id", "valid", "best_epoch")}
 
 

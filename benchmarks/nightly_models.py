@@ -60,6 +60,7 @@ MEASURED: dict[str, dict] = {
     "sasrec_time_attention": dict(time_attention=True),
     "sasrec_time_ema6ep": dict(time_embedding=True, ema_epochs=6),
     "sasrec_attention_dropout": dict(ema_epochs=6),
+    "sasrec_ema3ep": dict(ema_epochs=3, attention_dropout=0.0),  # today's defaults with a 3-epoch span
     "sasrec_batch16": dict(batch_size=16),
     "sasrec_batch16_no_cl": dict(batch_size=16, contrastive="none"),
     "sasrec_small": dict(batch_size=16, hidden=64, heads=2, weight_decay=0.0),

@@ -96,18 +96,16 @@ class EnsembleDistillation:
         return {"loss": total, "nll": nll, "kd": kd, "cl_loss": cl}
 
 
-def train_student(cfg, data, config_name: str, teachers: list[torch.nn.Module], seed: int, alpha: float,
-                  temperature: float, epochs: int | None, checkpoints: Path) -> dict:
+def train_student(cfg, run_date, data, config_name: str, teachers: list[torch.nn.Module], seed: int,
+                  alpha: float, temperature: float, epochs: int | None, checkpoints: Path) -> dict:
     """One student of ``config_name`` from ``seed``: its valid/test metrics, best epoch and seconds."""
-    from training.specs import model_config, model_spec
-    from training.trainer import Trainer, seed_everything
+    from training.specs import model_spec
+    from training.trainer import Trainer
 
     spec = model_spec("sasrec")
     overrides = {**CONFIGS[config_name], "seed": seed, "progress": False} | ({"epochs": epochs} if epochs else {})
     settings, model_values, _ = spec.settings(cfg, overrides)
-    seed_everything(seed)
-    model = spec.model_cls(model_config(spec.config_cls, cfg, data.n_items, max_seq_len=settings.max_seq_len,
-                                        **model_values))
+    model, _ = spec.build_model(cfg, run_date, data, settings, model_values)
     objective = EnsembleDistillation(teachers, settings, alpha, temperature)
     trainer = Trainer(model, data, settings, checkpoint_dir=checkpoints / f"seed{seed}", objective=objective,
                       on_epoch_end=lambda epoch, row: print(f"  seed {seed} epoch {epoch}: kd {row['kd']:.4f} "
@@ -133,7 +131,8 @@ def run(args) -> dict:
     checkpoints = Path(cfg.paths.checkpoints) / f"distill-{args.config}" / tag
     students = []
     for seed in args.seeds:
-        row = train_student(cfg, data, args.config, teachers, seed, args.alpha, args.temperature, args.epochs, checkpoints)
+        row = train_student(cfg, run_date, data, args.config, teachers, seed, args.alpha, args.temperature,
+                            args.epochs, checkpoints)
         students.append(row)
         print(f"student seed {seed}: test ndcg@10 {row['test']['ndcg@10']:.4f} (valid {row['valid']['ndcg@10']:.4f}, "
               f"best epoch {row['best_epoch']}, {row['seconds']:.0f} s)", flush=True)

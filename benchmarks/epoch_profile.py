@@ -22,18 +22,16 @@ from benchmarks.experiments import save_report
 from benchmarks.nightly_models import CONFIGS, prepare_data
 
 
-def profile_configuration(cfg, data, name: str, epochs: int, top: int) -> dict:
+def profile_configuration(cfg, run_date, data, name: str, epochs: int, top: int) -> dict:
     """Seconds of ``epochs`` timed epochs of configuration ``name`` and the ``top`` operators of one profiled epoch."""
     from torch.profiler import ProfilerActivity, profile
 
-    from training.specs import model_config, model_spec
-    from training.trainer import Trainer, seed_everything
+    from training.specs import model_spec
+    from training.trainer import Trainer
 
     spec = model_spec("sasrec")
     settings, model_values, _ = spec.settings(cfg, {**CONFIGS[name], "progress": False})
-    seed_everything(settings.seed)
-    model = spec.model_cls(model_config(spec.config_cls, cfg, data.n_items, max_seq_len=settings.max_seq_len,
-                                        **model_values))
+    model, _ = spec.build_model(cfg, run_date, data, settings, model_values)
     trainer = Trainer(model, data, settings)
     seconds = []
     for epoch in range(1, epochs + 1):
@@ -83,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(args.threads)
     cfg, run_date, data = prepare_data(args.dataset, "nightly", 0, args.home)
     report = {"dataset": args.dataset, "run_date": run_date.isoformat(), "threads": torch.get_num_threads(),
-              "configs": {name: profile_configuration(cfg, data, name, args.epochs, args.top) for name in args.configs}}
+              "configs": {name: profile_configuration(cfg, run_date, data, name, args.epochs, args.top) for name in args.configs}}
     save_report(report, args.out or f"bench_results/epoch_profile_{args.dataset}.json", markdown(report))
     return 0
 

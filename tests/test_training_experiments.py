@@ -155,7 +155,7 @@ def test_epoch_profile_shows_the_dropout_masks_attention_dropout_adds(cfg):
     data = toy_data(n_users=24, n_items=15, seed=3)
     for key, value in dict(hidden=16, heads=2, layers=2, max_seq_len=12, batch_size=16, device="cpu").items():
         setattr(cfg.training, key, value)
-    rows = {name: profile_configuration(cfg, data, name, epochs=1, top=1000)
+    rows = {name: profile_configuration(cfg, "2026-10-30", data, name, epochs=1, top=1000)
             for name in ("sasrec", "sasrec_attention_dropout")}
     masks = {name: next(o["calls"] for o in row["top_operators"] if o["operator"] == "aten::bernoulli_")
              for name, row in rows.items()}

@@ -117,11 +117,9 @@ class SequenceModelSpec:
         return Fitted(trainer.model, variant, params, result.best_valid, test, extra, result.best_epoch,
                       result.stopped_early)
 
-    def _train(self, cfg: EncoreConfig, run_date: dt.date, data: SequenceData, settings: TrainSettings,
-               model_values: dict, objective_values: dict, *, checkpoints: Path, resume: bool,
-               on_epoch_end: Callable | None):
-        """One model trained from ``settings.seed``: (trainer, its TrainResult, params, variant)."""
-        distributed.init_from_env(settings.device)  # under torchrun: join the other ranks
+    def build_model(self, cfg: EncoreConfig, run_date: dt.date, data: SequenceData, settings: TrainSettings,
+                    model_values: dict) -> tuple[torch.nn.Module, object]:
+        """(the untrained model of ``settings.seed``, its config) for ``data``, bound to its users."""
         seed_everything(settings.seed)
         extra_values = {"max_seq_len": settings.max_seq_len}
         if "n_users" in {f.name for f in dataclasses.fields(self.config_cls)}:
@@ -132,6 +130,14 @@ class SequenceModelSpec:
         model = self.model_cls(config)
         if self.users:
             attach_users(model, data.user_ids, cfg, run_date)
+        return model, config
+
+    def _train(self, cfg: EncoreConfig, run_date: dt.date, data: SequenceData, settings: TrainSettings,
+               model_values: dict, objective_values: dict, *, checkpoints: Path, resume: bool,
+               on_epoch_end: Callable | None):
+        """One model trained from ``settings.seed``: (trainer, its TrainResult, params, variant)."""
+        distributed.init_from_env(settings.device)  # under torchrun: join the other ranks
+        model, config = self.build_model(cfg, run_date, data, settings, model_values)
         objective, variant = None, self.name
         if self.objective is not None:
             objective, variant = self.objective(cfg, run_date, data, model, settings, dict(objective_values))

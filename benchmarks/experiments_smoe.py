@@ -1,5 +1,6 @@
 """S-MoE-BST ablation (seed 003): BST -> +MoE -> +PHNS (HARD / MEDIUM / EASY) ->
-+MTL -> +soft labels, on the PHNS-hard and easy test sets.
++MTL -> +soft labels, on the PHNS-hard and easy test sets; on request (``--variants``) PHNS HARD
+with the sampling-bias correction of its negatives (``training.phns_sampling_correction``).
 
 CLI::
 
@@ -40,7 +41,12 @@ VARIANTS: dict[str, dict] = {
     "bst+moe+phns_easy": dict(BASE, phns_mix="EASY"),
     "bst+moe+phns_medium+mtl": dict(BASE, phns_mix="MEDIUM", **MTL),
     "bst+moe+phns_medium+mtl+soft": dict(BASE, phns_mix="MEDIUM", **{**MTL, "next_k": 0}),
+    # PHNS with the sampling-bias (logQ) correction of its negatives, full and half
+    "bst+moe+phns_hard+logq": dict(BASE, phns_mix="HARD", phns_sampling_correction=1.0),
+    "bst+moe+phns_hard+logq0.5": dict(BASE, phns_mix="HARD", phns_sampling_correction=0.5),
 }
+# the ablation's steps; the logQ rows run when asked for (--variants)
+DEFAULT_VARIANTS = [name for name in VARIANTS if "logq" not in name]
 METRICS = ("ndcg@1", "ndcg@5", "recall@5", "mrr@5")
 DATASET_NAMES = {"video": "synthetic_video", "ml-100k": "ml-100k"}
 
@@ -125,7 +131,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--hidden", type=int, default=64)
     parser.add_argument("--max-seq-len", type=int, default=50)
     parser.add_argument("--home", default="/tmp/encore_smoe")
-    parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
+    parser.add_argument("--variants", nargs="+", default=DEFAULT_VARIANTS, choices=list(VARIANTS))
     args = parser.parse_args(argv)
     print(markdown(run(args), len(args.seeds)))
     return 0

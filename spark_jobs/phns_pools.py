@@ -16,7 +16,12 @@ over the three pools (hard, trending, tailing, each in the draw's hash order; a 
 its turns to the others), so the user's own hard items come first and the global pools fill in.
 The rest are drawn uniformly from the catalogue items the user never interacted with (minus the
 PHNS items already taken), so the model still sees the whole catalogue. PHNS pools too short
-for the share are filled from the uniform draw. ``UNIFORM`` is all uniform (no PHNS). The
+for the share are filled from the uniform draw. ``UNIFORM`` is all uniform (no PHNS).
+Each negative carries its ``oversampling``: the probability that the draw holds it, divided by
+the probability a uniform draw of ``n_negatives`` unseen items would (1 for ``UNIFORM``). A pool
+item's probability is (items its pool gave the draw) / (pool size), as the pool is taken in hash
+order; a uniform item's is n_uniform / (unseen items - global-pool items taken). Training can
+subtract its log from the negative's logit (``training.phns_sampling_correction``). The
 trending and tailing pools also serve the PHNS-hard evaluation set (dbt ``eval_candidates``).
 Selection is ordered by ``xxhash64(seed, run date, user, draw, item)``, so a run is
 reproducible, draws differ, and within a draw a larger share extends a smaller one.
@@ -102,9 +107,9 @@ def _string_array(items: list[str]) -> Column:
 def build_user_pools(
     user_items: DataFrame, pools: GlobalPools, catalogue: DataFrame, cfg: EncoreConfig, run_date: dt.date
 ) -> DataFrame:
-    """One row per user: ranked ``hard`` / ``trending`` / ``tailing`` item arrays and ``uniform``:
+    """One row per user: ranked ``hard`` / ``trending`` / ``tailing`` item arrays, ``uniform``:
     for each draw, up to ``n_negatives`` catalogue indexes (``catalogue``: item_idx, item_id) of
-    items the user never interacted with, in sampling order.
+    items the user never interacted with, in sampling order, and ``n_unseen`` (how many there are).
 
     ``2 * (draws * n + items seen)`` hash draws with replacement over the catalogue give enough
     distinct unseen items with overwhelming probability: the first ``draws * n`` of them, in draw
@@ -148,6 +153,7 @@ def build_user_pools(
         .otherwise(F.expr(f"transform(sequence(0, {draws - 1}), d -> slice(drawn, d * {n} + 1, {n}))"))
         .alias("uniform"),
         "uniform_enumerated",
+        (F.lit(n_items) - F.size("seen_idx")).alias("n_unseen"),
     )
 
 
@@ -167,7 +173,8 @@ def pool_rows(user_pools: DataFrame) -> DataFrame:
 def mix_quotas(user_pools: DataFrame, pools: GlobalPools, cfg: EncoreConfig, run_date: dt.date) -> DataFrame:
     """One row per (user, draw, mix): the draw's PHNS candidates (``phns_d``: structs of pool and
     item_id, round-robin over the hard, trending and tailing pools, each in hash order), how many
-    of them the mix takes (``n_phns = min(round(n * share), candidates)``), and the draw's
+    of them the mix takes (``n_phns = min(round(n * share), candidates)``; ``taken_<pool>`` per
+    pool), the user's pool sizes (``size_<pool>``) and unseen items (``n_unseen``), and the draw's
     uniform candidates (catalogue indexes) without the global-pool items taken
     (``uniform_d``), of which it takes ``n_uniform = min(n - n_phns, uniform)``.
     Flags: ``phns_short`` (the mix wanted more PHNS items than the pools have: filled uniformly)
@@ -189,12 +196,14 @@ def mix_quotas(user_pools: DataFrame, pools: GlobalPools, cfg: EncoreConfig, run
     phns_by_draw = (f"transform(sequence(0, {draws - 1}), d -> transform({round_robin}, "
                     f"s -> named_struct('pool', s.pool, 'item_id', s.item_id)))")
     per_draw = user_pools.select(
-        "user_id", *(F.size(pool).alias(f"size_{pool}") for pool in POOLS),
+        "user_id", "n_unseen", *(F.size(pool).alias(f"size_{pool}") for pool in POOLS),
         F.posexplode(F.arrays_zip(F.expr(phns_by_draw).alias("phns_d"), F.col("uniform").alias("uniform_d")))
         .alias("draw", "d"),
     ).select("*", "d.phns_d", F.col("d.uniform_d").alias("uniform_all")).drop("d")
     quotas = per_draw.select("*", F.explode(mixes).alias("m")).select("*", "m.mix", "m.want_phns").drop("m")
     quotas = quotas.withColumn("n_phns", F.expr("least(want_phns, size(phns_d))"))
+    quotas = quotas.select("*", *(F.expr(f"size(filter(slice(phns_d, 1, n_phns), s -> s.pool = '{pool}'))")
+                                  .alias(f"taken_{pool}") for pool in POOLS))
     # a trending or tailing item taken as a PHNS negative is not drawn again uniformly
     # (the user's hard items were seen, so the uniform draw never holds them)
     global_items = [*pools.trending, *pools.tailing]
@@ -214,22 +223,30 @@ def mix_quotas(user_pools: DataFrame, pools: GlobalPools, cfg: EncoreConfig, run
     )
 
 
-def sample_negatives(quotas: DataFrame, catalogue: DataFrame) -> DataFrame:
+def sample_negatives(quotas: DataFrame, catalogue: DataFrame, n_negatives: int) -> DataFrame:
     """PHNS_NEGATIVE rows: each (user, draw, mix)'s first ``n_phns`` PHNS items (pool hard,
     trending or tailing), then its first ``n_uniform`` uniform items (``sample_idx`` continues
-    after the PHNS ones)."""
+    after the PHNS ones), each with its ``oversampling`` against a uniform draw of ``n_negatives``."""
+    uniform_probability = F.expr(f"least(1D, {n_negatives} / greatest(n_unseen, 1))")
+    pool_probability = F.coalesce(*(F.when(F.col("s.pool") == pool, F.col(f"taken_{pool}") / F.col(f"size_{pool}"))
+                                    for pool in POOLS))
     phns = quotas.select(
-        "user_id", "mix", "draw", F.posexplode(F.expr("slice(phns_d, 1, n_phns)")).alias("sample_idx", "s"),
-    ).select("user_id", "mix", "draw", "s.item_id", "s.pool", "sample_idx")
+        "*", F.posexplode(F.expr("slice(phns_d, 1, n_phns)")).alias("sample_idx", "s"),
+    ).select("user_id", "mix", "draw", "s.item_id", "s.pool", "sample_idx",
+             (pool_probability / uniform_probability).alias("oversampling"))
+    # the uniform items come from the unseen ones less the global-pool items the draw took
+    remaining = F.expr("greatest(n_unseen - taken_trending - taken_tailing, n_uniform, 1)")
     uniform = quotas.select(
         "user_id", "mix", "draw", "n_phns",
+        (F.col("n_uniform") / remaining / uniform_probability).alias("oversampling"),
         F.posexplode(F.expr("slice(uniform_d, 1, n_uniform)")).alias("position", "item_idx"),
     ).join(F.broadcast(catalogue), "item_idx").select(
         "user_id", "mix", "draw", "item_id", F.lit("uniform").alias("pool"),
-        (F.col("n_phns") + F.col("position")).alias("sample_idx"),
+        (F.col("n_phns") + F.col("position")).alias("sample_idx"), "oversampling",
     )
     return phns.unionByName(uniform).select(
-        "user_id", "mix", F.col("draw").cast("int"), "item_id", "pool", F.col("sample_idx").cast("int"))
+        "user_id", "mix", F.col("draw").cast("int"), "item_id", "pool", F.col("sample_idx").cast("int"),
+        F.col("oversampling").cast("double"))
 
 
 def pool_and_negative_stats(quotas: DataFrame, cfg: EncoreConfig) -> dict:
@@ -288,7 +305,7 @@ def run_phns_pools(
                     counts["phns_pools"])
     stats["pools_seconds"] = round(time.monotonic() - start_time, 2)
     log.info("phns pools %s in %.1fs", stats["pool_rows"], stats["pools_seconds"])
-    negatives = sample_negatives(quotas, catalogue).select([c.name for c in PHNS_NEGATIVE])
+    negatives = sample_negatives(quotas, catalogue, cfg.phns.n_negatives).select([c.name for c in PHNS_NEGATIVE])
     stats["phns_negatives"] = write_partition(negatives, cfg, "phns_negatives", day, counts["phns_negatives"])
     stats["mixes"] = counts["mixes"]
     user_pools.unpersist()

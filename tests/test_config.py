@@ -73,6 +73,7 @@ def test_toml_file_then_env(tmp_path):
         ({"ENCORE__TRAINING__EMA_DECAY": "1"}, r"training.ema_decay must be in \[0, 1\)"),
         ({"ENCORE__TRAINING__EMA_EPOCHS": "-1"}, "training.ema_epochs must be >= 0"),
         ({"ENCORE__TRAINING__ATTENTION_DROPOUT": "1"}, r"training.dropout and training.attention_dropout must be in \[0, 1\)"),
+        ({"ENCORE__TRAINING__PHNS_SAMPLING_CORRECTION": "-0.5"}, r"training.phns_sampling_correction must be >= 0"),
         ({"ENCORE__TRAINING__EXCLUDE_SEEN": "true", "ENCORE__TRAINING__LOSS": "gbce"},
          "training.exclude_seen needs training.loss full_softmax"),
         ({"ENCORE__TRAINING__TRAIN_TARGET": "next_k", "ENCORE__TRAINING__LOSS": "sampled_softmax"},

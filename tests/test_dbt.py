@@ -271,6 +271,7 @@ def test_user_negatives_lists(built):
     u2 = rows[("u2", "MEDIUM", 0)]
     assert u2["negative_item_ids"] == ["i4", "i5", "i6"] and u2["negative_pools"] == ["hard", "trending", "uniform"]
     assert (u2["n_negatives"], u2["n_hard"], u2["n_trending"], u2["n_tailing"], u2["n_uniform"]) == (3, 1, 1, 0, 1)
+    assert u2["negative_oversampling"] == [2.0, 1.5, 0.5]  # in sample_idx order, as the items
     assert rows[("u1", "MEDIUM", 1)]["negative_item_ids"] == ["i2", "i6"]  # another draw, its own list
 
 

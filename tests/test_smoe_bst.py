@@ -27,7 +27,7 @@ from training.losses import (
 from training.models import build_model
 from training.models.smoe_bst import PairHead
 from training.multitask import MultiTaskObjective
-from training.negatives import candidates_from_arrow, negatives_from_arrow
+from training.negatives import MixNegatives, candidates_from_arrow, negatives_from_arrow
 from toy_data import toy_data, toy_sequence_table, toy_training_examples, write_toy_marts
 from training.trainer import Trainer, TrainSettings, seed_everything
 
@@ -98,6 +98,31 @@ def test_entropy_regulariser_prevents_expert_collapse(toy):
     without, with_regulariser = final_entropy(0.0), final_entropy(1.0)
     assert with_regulariser > without + 0.2
     assert with_regulariser > 0.8 * math.log(3)
+
+
+def test_sampling_correction_lowers_each_negative_logit_by_its_offset(toy):
+    # next positive only, no engagement weights: the ranking loss is the mean over positions with a
+    # target of log(exp(s+) + sum_m exp(s_m - o_m)) - s+, recomputed here position by position
+    model = small_model(toy, gate_noise=0.0).eval()
+    batch = toy.split("train", 16).take(slice(0, 4))
+    negatives = torch.randint(1, toy.n_items + 1, (4, 6), generator=torch.Generator().manual_seed(3))
+    offsets = torch.log(torch.tensor([4.0, 0.5, 1.0, 2.0, 1.0, 1.0])).expand(4, 6)  # log(oversampling)
+    settings = MultiTaskSettings(next_k=1, engagement_alpha=0.0)
+    with torch.no_grad():
+        vectors = model.predict_vectors(model.encode(batch.seq, batch))
+        table = model.item_embeddings()
+        expected = []
+        for row, position in (batch.next_k[..., 0] != 0).nonzero().tolist():
+            v = vectors[row, position]
+            target = int(batch.next_k[row, position, 0])
+            scores = [float(v @ table[target])] + [float(v @ table[int(item)]) - float(o)
+                                                   for item, o in zip(negatives[row], offsets[row]) if item != target]
+            expected.append(math.log(sum(math.exp(x) for x in scores)) - scores[0])
+        corrected = smoe_bst_loss(model, batch, negatives, settings, offsets)["rank_loss"]
+        plain = smoe_bst_loss(model, batch, negatives, settings)["rank_loss"]
+        zero = smoe_bst_loss(model, batch, negatives, settings, torch.zeros(4, 6))["rank_loss"]
+    assert corrected.item() == pytest.approx(sum(expected) / len(expected), rel=1e-5)
+    assert zero.item() == pytest.approx(plain.item(), rel=1e-6) and corrected.item() != pytest.approx(plain.item())
 
 
 # ---- targets, weights, losses ---------------------------------------------------
@@ -180,21 +205,30 @@ def test_mart_negatives_align_with_users_and_draws():
     data = toy_data(n_users=3, n_items=10, seed=0)
     users = list(data.user_ids)
     rows = pa.Table.from_pylist([
-        {"user_id": users[2], "draw": 0, "negative_item_ids": ["i001", "i002"]},
-        {"user_id": users[2], "draw": 1, "negative_item_ids": ["i003"]},
-        {"user_id": users[0], "draw": 0, "negative_item_ids": ["i004", "nope"]},  # unknown item -> 0
-        {"user_id": "stranger", "draw": 0, "negative_item_ids": ["i005"]},
+        {"user_id": users[2], "draw": 0, "negative_item_ids": ["i001", "i002"], "negative_oversampling": [4.0, 0.5]},
+        {"user_id": users[2], "draw": 1, "negative_item_ids": ["i003"], "negative_oversampling": [None]},  # old lake
+        {"user_id": users[0], "draw": 0, "negative_item_ids": ["i004", "nope"],  # unknown item -> 0
+         "negative_oversampling": [2.0, 8.0]},
+        {"user_id": "stranger", "draw": 0, "negative_item_ids": ["i005"], "negative_oversampling": [3.0]},
     ])
     negatives = negatives_from_arrow(rows, data)
     enc = lambda item: int(data.vocab.encode([item])[0])  # noqa: E731
-    assert negatives.shape == (3, 2, 2)
-    assert negatives[2].tolist() == [[enc("i001"), enc("i002")], [enc("i003"), 0]]
-    assert negatives[0, 0].tolist() == [enc("i004"), 0] and not negatives[1].any()
+    assert negatives.item_ids.shape == negatives.oversampling.shape == (3, 2, 2)
+    assert negatives.item_ids[2].tolist() == [[enc("i001"), enc("i002")], [enc("i003"), 0]]
+    assert negatives.item_ids[0, 0].tolist() == [enc("i004"), 0] and not negatives.item_ids[1].any()
+    # aligned with the ids; 1 where there is no negative, an unknown item or no value
+    assert negatives.oversampling[2].tolist() == [[4.0, 0.5], [1.0, 1.0]]
+    assert negatives.oversampling[0, 0].tolist() == [2.0, 1.0] and (negatives.oversampling[1] == 1).all()
     objective = MultiTaskObjective(negatives, MultiTaskSettings(), ("short",), "MEDIUM")
+    assert not objective.offsets.any()  # no correction by default
     objective.start_epoch(2)
     assert objective.negatives[2].tolist() == [enc("i003"), 0]  # epoch 2 uses draw 1
     objective.start_epoch(3)
     assert objective.negatives[2].tolist() == [enc("i001"), enc("i002")]  # and epoch 3 draw 0 again
+    corrected = MultiTaskObjective(negatives, MultiTaskSettings(phns_sampling_correction=0.5), ("short",), "HARD")
+    assert corrected.offsets[2].tolist() == pytest.approx([0.5 * math.log(4.0), 0.5 * math.log(0.5)])
+    without_oversampling = negatives_from_arrow(rows.drop_columns(["negative_oversampling"]), data)
+    assert torch.equal(without_oversampling.item_ids, negatives.item_ids) and (without_oversampling.oversampling == 1).all()
 
 
 def test_eval_candidate_sets_align_with_the_test_rows():
@@ -224,7 +258,8 @@ def test_tiny_dataset_overfits_with_the_multitask_objective():
         for draw in range(2):
             chosen = rng.choice(unseen, size=min(10, len(unseen)), replace=False)
             negatives[user, draw, : len(chosen)] = torch.from_numpy(chosen)
-    objective = MultiTaskObjective(negatives, MultiTaskSettings(), ("short", "mid", "long"), "MEDIUM")
+    objective = MultiTaskObjective(MixNegatives.uniform(negatives), MultiTaskSettings(), ("short", "mid", "long"),
+                                   "MEDIUM")
     settings = TrainSettings(epochs=15, batch_size=16, lr=1e-2, max_seq_len=16, patience=50, seed=5, device="cpu",
                              progress=False)
     result = Trainer(model, clean, settings, objective=objective).fit()
@@ -281,7 +316,8 @@ def test_train_model_tracks_gates_and_phns_sets(cfg, toy):
     users, items = list(toy.user_ids), list(toy.vocab.item_ids)
     negatives = pa.Table.from_pylist([
         {"user_id": u, "mix": "HARD", "draw": d, "negative_item_ids": items[d:d + 5], "negative_pools": ["uniform"] * 5,
-         "n_negatives": 5, "n_hard": 0, "n_trending": 0, "n_tailing": 0, "n_uniform": 5} for u in users for d in (0, 1)])
+         "negative_oversampling": [1.0] * 5, "n_negatives": 5, "n_hard": 0, "n_trending": 0, "n_tailing": 0,
+         "n_uniform": 5} for u in users for d in (0, 1)])
     write_toy_marts(cfg, "2026-10-30", table, negatives)
     features = user_features_table("2026-10-30", users)
     candidates = pa.Table.from_pylist([{"run_date": dt.date(2026, 10, 30), "user_id": u, "eval_set": name,

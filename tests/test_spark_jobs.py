@@ -257,6 +257,23 @@ def test_a_mix_is_its_share_of_phns_negatives_round_robin_over_the_pools(stats, 
     assert all(m["users_short"] == 0 for m in mixes.values())  # 15 items: every user has 4 unseen ones
 
 
+def test_each_negative_carries_its_oversampling_against_a_uniform_draw(stats, cfg):
+    # n = 4 of 15 catalogue items; a uniform draw holds each unseen item with probability 4 / unseen.
+    # u_pool saw H J K A (11 unseen; hard pool H J, trending C B). HARD takes 1 of its 2 hard items
+    # (1/2), 1 of its 2 trending (1/2) and 2 of the 11 - 1 unseen items left (2/10):
+    def oversampling(user, mix):
+        rows = [r for r in read(cfg, "phns_negatives") if r["user_id"] == user and r["mix"] == mix and r["draw"] == 0]
+        return [(r["pool"], pytest.approx(r["oversampling"])) for r in sorted(rows, key=lambda r: r["sample_idx"])]
+
+    assert oversampling("u_pool", "HARD") == [("hard", 0.5 / (4 / 11)), ("trending", 0.5 / (4 / 11)),
+                                              ("uniform", 0.2 / (4 / 11)), ("uniform", 0.2 / (4 / 11))]
+    # MEDIUM: 1 hard item, then 3 of the 11 unseen ones
+    assert oversampling("u_pool", "MEDIUM") == [("hard", 0.5 / (4 / 11))] + [("uniform", (3 / 11) / (4 / 11))] * 3
+    assert oversampling("u_pool", "UNIFORM") == [("uniform", 1.0)] * 4
+    # u_gap saw A B C D E (10 unseen): HARD takes both its hard items (probability 1) and 2 of 10 unseen
+    assert oversampling("u_gap", "HARD") == [("hard", 1 / 0.4)] * 2 + [("uniform", 0.2 / 0.4)] * 2
+
+
 def test_negatives_never_seen_positive_and_uniform_never_seen(stats, cfg):
     negatives = read(cfg, "phns_negatives")
     assert {r["mix"] for r in negatives} == {"HARD", "MEDIUM", "EASY", "UNIFORM"}

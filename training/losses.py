@@ -337,6 +337,9 @@ class MultiTaskSettings:
     # CTR head: positions per window it is trained on (random each step, 0 = all). Its MLP runs on
     # every (position, candidate) pair, which dominates a step's cost when trained on every position.
     ctr_positions: int = 8
+    # beta: each PHNS negative's logit less beta * log(oversampling) in the ranking softmax, which then
+    # estimates the softmax over uniform negatives (0 = off; training.phns_sampling_correction)
+    phns_sampling_correction: float = 0.0
 
 
 def ctr_position_mask(has_target: torch.Tensor, per_row: int) -> torch.Tensor:
@@ -350,7 +353,8 @@ def ctr_position_mask(has_target: torch.Tensor, per_row: int) -> torch.Tensor:
 
 
 def smoe_bst_loss(
-    model: torch.nn.Module, batch: SequenceBatch, negatives: torch.Tensor, settings: MultiTaskSettings
+    model: torch.nn.Module, batch: SequenceBatch, negatives: torch.Tensor, settings: MultiTaskSettings,
+    negative_offsets: torch.Tensor | None = None,
 ) -> dict[str, torch.Tensor]:
     """S-MoE-BST total loss and its parts (``loss``, ``rank_loss``, ``ctr_loss``,
     ``completion_loss``, ``gate_entropy``).
@@ -359,7 +363,8 @@ def smoe_bst_loss(
     their soft labels (``batch.next_k`` / ``next_k_label``, from fct_training_examples)
     and engagement weights from their completion, negatives = the row's PHNS
     negatives ``[B, M]`` (0 = none). Ranking uses the dot-product
-    score at every position; CTR uses its head at ``settings.ctr_positions``
+    score at every position, less ``negative_offsets`` ``[B, M]`` for the negatives (a
+    sampling-bias correction, ``MultiTaskObjective``); CTR uses its head at ``settings.ctr_positions``
     random positions per row (an unbiased estimate of the all-position loss);
     completion regresses the completion of the event right after t (skipped or not).
     ``total = rank_w·L_rank + ctr_w·L_ctr + completion_w·L_completion - entropy_w·H(gate)``.
@@ -381,6 +386,8 @@ def smoe_bst_loss(
     pos_scores = (v[:, None, :] * table[pos_ids]).sum(-1)  # [N, K]
     # negatives are per row: score them per row ([B, L, M]) rather than gathering [N, M, D]
     neg_scores = torch.einsum("bld,bmd->blm", vectors, table[negatives])[has]  # [N, M]
+    if negative_offsets is not None:
+        neg_scores = neg_scores - negative_offsets[rows]
     rank = weighted_ranking_loss(
         pos_scores[pos_valid], neg_scores[:, None, :].expand(-1, k, -1)[pos_valid], neg_valid[pos_valid],
         (strength * engagement)[pos_valid],

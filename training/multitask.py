@@ -2,7 +2,8 @@
 
 ``MultiTaskObjective`` gives every batch its users' PHNS negatives of the epoch (the
 night's ``fct_user_negatives`` of the mix ``phns.default_mix``: epoch e uses draw
-(e - 1) mod the draws Spark sampled), computes ``losses.smoe_bst_loss`` per batch and
+(e - 1) mod the draws Spark sampled; with ``phns_sampling_correction`` beta, each negative's
+logit less beta * log(its oversampling)), computes ``losses.smoe_bst_loss`` per batch and
 collects the epoch's gate usage: ``gate_mean_expert_<name>`` = mean gate probability of
 each expert over the real positions of the epoch (with the training noise).
 ``gate_usage`` measures the same in eval mode on a split; ``evaluate_phns_sets`` ranks
@@ -16,34 +17,40 @@ import torch
 from training.data import PAD_ID, SequenceBatch, iterate_batches
 from training.evaluation import evaluate_candidates
 from training.losses import MultiTaskSettings, gate_entropy, smoe_bst_loss
+from training.negatives import MixNegatives
 
 PHNS_EVAL_KS = (1, 5)
 PHNS_EVAL_METRICS = ("ndcg@1", "ndcg@5", "recall@5", "mrr@5", "n_users")
 
 
 class MultiTaskObjective:
-    def __init__(self, negatives: torch.Tensor, settings: MultiTaskSettings, expert_names: tuple[str, ...], mix: str):
-        """``negatives``: ``[users, draws, n]`` item ids (``training.negatives.mix_negatives``)."""
-        if negatives.dim() != 3:
-            raise ValueError(f"negatives must be [users, draws, n], got shape {tuple(negatives.shape)}")
+    def __init__(self, negatives: MixNegatives, settings: MultiTaskSettings, expert_names: tuple[str, ...], mix: str):
+        """``negatives``: the mix's ``[users, draws, n]`` item ids and oversampling
+        (``training.negatives.mix_negatives``)."""
+        if negatives.item_ids.dim() != 3 or negatives.oversampling.shape != negatives.item_ids.shape:
+            raise ValueError(f"negatives must be [users, draws, n] ids and oversampling, got shapes "
+                             f"{tuple(negatives.item_ids.shape)} and {tuple(negatives.oversampling.shape)}")
         self.all_negatives, self.settings, self.expert_names, self.mix = negatives, settings, expert_names, mix
-        self.negatives = negatives[:, 0]
-        self._gate_sum = torch.zeros(len(expert_names))
-        self._positions = 0
+        self.start_epoch(1)
 
     @property
     def params(self) -> dict:
-        return {"phns_mix": self.mix, "phns_draws": self.all_negatives.shape[1],
-                "phns_n_negatives": self.all_negatives.shape[2], **vars(self.settings)}
+        return {"phns_mix": self.mix, "phns_draws": self.all_negatives.item_ids.shape[1],
+                "phns_n_negatives": self.all_negatives.item_ids.shape[2], **vars(self.settings)}
 
     def start_epoch(self, epoch: int) -> None:
-        self.negatives = self.all_negatives[:, (epoch - 1) % self.all_negatives.shape[1]]
+        draw = (epoch - 1) % self.all_negatives.item_ids.shape[1]
+        self.negatives = self.all_negatives.item_ids[:, draw]
+        # the ranking softmax's sampling-bias correction: beta * log(oversampling) off each negative's logit
+        self.offsets = self.settings.phns_sampling_correction * self.all_negatives.oversampling[:, draw].log()
         self._gate_sum = torch.zeros(len(self.expert_names))
         self._positions = 0
 
     def __call__(self, model: torch.nn.Module, batch: SequenceBatch) -> dict[str, torch.Tensor]:
-        negatives = self.negatives[batch.user_index.cpu()].to(batch.seq.device)
-        parts = smoe_bst_loss(model, batch, negatives, self.settings)
+        users = batch.user_index.cpu()
+        negatives = self.negatives[users].to(batch.seq.device)
+        offsets = self.offsets[users].to(batch.seq.device) if self.settings.phns_sampling_correction else None
+        parts = smoe_bst_loss(model, batch, negatives, self.settings, offsets)
         gate = model.last_gate[batch.seq != PAD_ID].detach().float()
         self._gate_sum += gate.sum(dim=0).cpu()
         self._positions += len(gate)

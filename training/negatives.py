@@ -4,7 +4,8 @@ Spark samples them (``spark_jobs.phns_pools``), dbt models them; training only a
 them with its tensors:
 
 * ``fct_user_negatives``: per (user, mix, draw) the sampled negatives ->
-  ``[users, draws, n]`` item ids aligned with ``SequenceData.user_ids`` (0 = none);
+  ``MixNegatives``: ``[users, draws, n]`` item ids aligned with ``SequenceData.user_ids``
+  (0 = none) and each one's oversampling;
 * ``eval_candidates``: the PHNS-hard and easy sets of seed 003 (per user the test target
   and its candidates) -> ``[rows, C]`` ids aligned with the rows of the test split.
 """
@@ -12,6 +13,7 @@ them with its tensors:
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
@@ -34,15 +36,31 @@ def check_mix(cfg: EncoreConfig, mix: str) -> str:
     return mix
 
 
-def negatives_from_arrow(table: pa.Table, data: SequenceData) -> torch.Tensor:
-    """``[users, draws, n]`` ids from ``fct_user_negatives`` rows of one mix (columns user_id,
-    draw, negative_item_ids); users without rows and unknown items get 0."""
+@dataclass(frozen=True)
+class MixNegatives:
+    """One mix's training negatives, aligned with ``SequenceData.user_ids``."""
+
+    item_ids: torch.Tensor  # [users, draws, n] int64, 0 = none
+    oversampling: torch.Tensor  # [users, draws, n] float32: phns_negatives.oversampling, 1 where unknown
+
+    @classmethod
+    def uniform(cls, item_ids: torch.Tensor) -> "MixNegatives":
+        """Negatives drawn uniformly (every oversampling 1)."""
+        return cls(item_ids, torch.ones(item_ids.shape, dtype=torch.float32))
+
+
+def negatives_from_arrow(table: pa.Table, data: SequenceData) -> MixNegatives:
+    """``[users, draws, n]`` ids (and oversampling) from ``fct_user_negatives`` rows of one mix
+    (columns user_id, draw, negative_item_ids, optional negative_oversampling); users without
+    rows and unknown items get id 0, oversampling 1 (also where the lake had none: a partition
+    written before the column existed)."""
     draws = int(pc.max(table["draw"]).as_py()) + 1 if table.num_rows else 1
     lists = table.column("negative_item_ids").combine_chunks() if table.num_rows else pa.array([], pa.list_(pa.string()))
     width = int(pc.max(pc.list_value_length(lists)).as_py() or 0) if table.num_rows else 0
-    out = np.zeros((data.n_users, draws, width), dtype=np.int64)
+    ids_out = np.zeros((data.n_users, draws, width), dtype=np.int64)
+    oversampling_out = np.ones((data.n_users, draws, width), dtype=np.float32)
     if not table.num_rows:
-        return torch.from_numpy(out)
+        return MixNegatives(torch.from_numpy(ids_out), torch.from_numpy(oversampling_out))
     row_of = {u: i for i, u in enumerate(data.user_ids)}
     user = np.asarray([row_of.get(u, -1) for u in table.column("user_id").to_pylist()], dtype=np.int64)
     draw = table.column("draw").to_numpy().astype(np.int64)
@@ -50,18 +68,24 @@ def negatives_from_arrow(table: pa.Table, data: SequenceData) -> torch.Tensor:
     row = np.repeat(np.arange(table.num_rows), lengths)
     slot = np.arange(int(lengths.sum())) - np.repeat(np.cumsum(lengths) - lengths, lengths)
     ids = data.vocab.encode(pc.list_flatten(lists))
-    known = user[row] >= 0
-    out[user[row][known], draw[row][known], slot[known]] = ids[known]
-    return torch.from_numpy(out)
+    known = (user[row] >= 0) & (ids != PAD_ID)
+    at = (user[row][known], draw[row][known], slot[known])
+    ids_out[at] = ids[known]
+    if "negative_oversampling" in table.column_names:
+        oversampling = pc.list_flatten(table.column("negative_oversampling").combine_chunks())
+        if len(oversampling) != len(ids):
+            raise ValueError("fct_user_negatives: negative_oversampling is not aligned with negative_item_ids")
+        oversampling_out[at] = pc.fill_null(oversampling, 1.0).to_numpy(zero_copy_only=False)[known]
+    return MixNegatives(torch.from_numpy(ids_out), torch.from_numpy(oversampling_out))
 
 
-def mix_negatives(cfg: EncoreConfig, run_date: str | dt.date, data: SequenceData, mix: str) -> torch.Tensor:
-    """The run date's training negatives of ``mix`` (``[users, draws, n]``)."""
+def mix_negatives(cfg: EncoreConfig, run_date: str | dt.date, data: SequenceData, mix: str) -> MixNegatives:
+    """The run date's training negatives of ``mix``."""
     from encore.core.warehouse import query
 
     mix = check_mix(cfg, mix)
     day = dt.date.fromisoformat(str(run_date))
-    table = query(cfg, "SELECT user_id, draw, negative_item_ids FROM fct_user_negatives "
+    table = query(cfg, "SELECT user_id, draw, negative_item_ids, negative_oversampling FROM fct_user_negatives "
                        "WHERE run_date = ? AND mix = ?", [day, mix])
     if table.num_rows == 0:
         raise FileNotFoundError(f"fct_user_negatives has no {mix} rows for {day}: run the Spark jobs and dbt "

@@ -165,7 +165,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--phns-mix", type=str.upper,
                         help="S-MoE-BST: HARD | MEDIUM | EASY | UNIFORM (no PHNS); default phns.default_mix")
     for name in ("rank-weight", "ctr-weight", "completion-weight", "entropy-weight", "engagement-alpha",
-                 "gate-noise", "gate-temperature"):
+                 "phns-sampling-correction", "gate-noise", "gate-temperature"):
         parser.add_argument(f"--{name}", type=float)
     parser.add_argument("--device", choices=["auto", "cpu", "cuda"])
     parser.add_argument("--no-bf16", action="store_true")

@@ -215,6 +215,9 @@ class TrainingConfig:
     entropy_weight: float = 0.01
     engagement_alpha: float = 1.0
     ctr_positions: int = 8  # positions per window the CTR head trains on (0 = all)
+    # sampling-bias (logQ) correction of its PHNS negatives: beta * log(oversampling) off each one's
+    # logit (phns_negatives.oversampling); 0 = off, 1 = full. Off: it costs the hard-set gain (README, PHNS)
+    phns_sampling_correction: float = 0.0
     gate_noise: float = 1.0
     gate_temperature: float = 1.0
     # > 1: the nightly trains the sequence models with torchrun DDP on this many processes
@@ -457,6 +460,7 @@ def _validate(cfg: EncoreConfig) -> None:
         (cfg.phns.default_mix in {*cfg.phns.mixes, "UNIFORM"},
          f"phns.default_mix must be UNIFORM or one of {sorted(cfg.phns.mixes)}"),
         (all(0 <= v <= 1 for v in cfg.phns.mixes.values()), "phns.mixes shares must be in [0,1]"),
+        (cfg.training.phns_sampling_correction >= 0, "training.phns_sampling_correction must be >= 0"),
         (cfg.training.contrastive in {"none", "item", "encoder", "dropout"},
          "training.contrastive must be none|item|encoder|dropout"),
         (cfg.training.loss in {"sampled_softmax", "full_softmax", "gbce"},

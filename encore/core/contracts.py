@@ -110,6 +110,8 @@ PHNS_NEGATIVE = (
     Column("item_id", "string", False, "Sampled negative item."),
     Column("pool", "string", False, "Pool the negative came from (hard | trending | tailing: PHNS pools; uniform)."),
     Column("sample_idx", "int32", False, "0-based index of the sample for that user and mix."),
+    Column("oversampling", "double", False, "Probability the draw holds this negative over that of a uniform "
+                                             "draw of n_negatives unseen items (1 = as uniform)."),
 )
 
 RECOMMENDATION = (

@@ -13,7 +13,8 @@ renamed as (
         cast(draw as integer)                   as draw,
         cast(item_id as varchar)                as item_id,
         cast(pool as varchar)                   as pool,
-        cast(sample_idx as integer)             as sample_idx
+        cast(sample_idx as integer)             as sample_idx,
+        cast(oversampling as double precision)  as oversampling
 
     from source
 

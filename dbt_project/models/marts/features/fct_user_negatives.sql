@@ -1,6 +1,7 @@
 -- The PHNS negatives of each user as list columns: one row per
 -- (run_date, user, mix, draw), ordered by sample_idx: the training negatives of the
--- night (S-MoE-BST reads its mix; epoch e uses draw (e - 1) mod the number of draws).
+-- night (S-MoE-BST reads its mix; epoch e uses draw (e - 1) mod the number of draws)
+-- and how much more likely each was drawn than uniformly (its sampling-bias correction).
 
 with negatives as (
 
@@ -19,6 +20,7 @@ per_user_mix as (
         draw,
         cast(array_agg(item_id order by sample_idx) as varchar[])   as negative_item_ids,
         cast(array_agg(pool order by sample_idx) as varchar[])      as negative_pools,
+        cast(array_agg(oversampling order by sample_idx) as double precision[]) as negative_oversampling,
         count(*)                                                    as n_negatives,
         count(*) filter (where pool = 'hard')                       as n_hard,
         count(*) filter (where pool = 'trending')                   as n_trending,

@@ -19,7 +19,8 @@ each input event rated <= 2 as a skip, as the nightly's marts do (``PROTOCOLS``)
 test split at the best validation epoch, mean ± sample std over seeds. ``--ensemble N`` also scores
 each SASRec configuration's seeds in consecutive groups of N as one model (the mean of the
 members' log-softmax scores; row ``<config>_ensembleN``, one entry per group); with
-``--ensemble-from REPORT ...`` it trains nothing and groups the runs of earlier reports. Prints
+``--ensemble-from REPORT ...`` it trains nothing and groups the runs of earlier reports (with
+``--ensemble 1`` it re-scores each run's kept model: row ``<config>_kept``). Prints
 a markdown table and writes the JSON report, with the commit, thread count and platform it ran
 under: a seed's run reproduces to the digit at the same code, marts, thread count and machine,
 while another thread count or CPU sums in another order and lands elsewhere within the seeds' spread.
@@ -61,6 +62,7 @@ MEASURED: dict[str, dict] = {
     "sasrec_time_ema6ep": dict(time_embedding=True, ema_epochs=6),
     "sasrec_attention_dropout": dict(ema_epochs=6),
     "sasrec_ema3ep": dict(ema_epochs=3, attention_dropout=0.0),  # today's defaults with a 3-epoch span
+    "sasrec_ema10ep": dict(ema_epochs=10, attention_dropout=0.0),  # and with a 10-epoch span
     "sasrec_batch16": dict(batch_size=16),
     "sasrec_batch16_no_cl": dict(batch_size=16, contrastive="none"),
     "sasrec_small": dict(batch_size=16, hidden=64, heads=2, weight_decay=0.0),
@@ -131,7 +133,8 @@ def ensemble_metrics(cfg, data, ensemble) -> dict[str, dict[str, float]]:
 def ensemble_rows(cfg, data, runs: list[dict], size: int) -> list[dict]:
     """Valid and test metrics of each consecutive group of ``size`` runs scored as one
     ``SeedEnsemble`` (a last, smaller group is dropped): what ``training.ensemble_seeds`` trains,
-    from runs already made."""
+    from runs already made. ``size`` 1 re-scores each run's kept model alone (the log-softmax of
+    one model ranks as its scores do)."""
     rows = []
     for start in range(0, len(runs) - size + 1, size):
         group = runs[start:start + size]
@@ -237,17 +240,18 @@ def run(args) -> dict:
             print(f"{name:28s} seed {seed}: test ndcg@10 {out['test']['ndcg@10']:.4f} "
                   f"(valid {out['valid']['ndcg@10']:.4f}, best epoch {out['best_epoch']}, {row['seconds']:.0f} s)",
                   flush=True)
-    if args.ensemble > 1:
+    if args.ensemble > 1 or args.ensemble_from:
+        label = "kept" if args.ensemble == 1 else f"ensemble{args.ensemble}"
         for name in args.configs:
             for row in ensemble_rows(cfg, data, runs[name], args.ensemble):
-                runs.setdefault(f"{name}_ensemble{args.ensemble}", []).append(row)
-                print(f"{name} ensemble of seeds {row['seeds']}: test ndcg@10 {row['test']['ndcg@10']:.4f} "
+                runs.setdefault(f"{name}_{label}", []).append(row)
+                print(f"{name} {label} of seeds {row['seeds']}: test ndcg@10 {row['test']['ndcg@10']:.4f} "
                       f"(valid {row['valid']['ndcg@10']:.4f})", flush=True)
     summary = {name: {c: mean_std([r["test"].get(c, float("nan")) for r in rows]) for c in COLUMNS}
                | {"seconds": mean_std([r["seconds"] for r in rows])} for name, rows in runs.items()}
     return {"dataset": args.dataset, "protocol": args.protocol, "sequence_events": cfg.sessions.sequence_events,
             "run_date": run_date.isoformat(), "users": data.n_users, "items": data.n_items,
-            "seeds": args.seeds, "configs": {n: CONFIGS[n] for n in args.configs}, "runs": runs, "summary": summary}
+            "seeds": args.seeds, "configs": {n: CONFIGS.get(n) for n in args.configs}, "runs": runs, "summary": summary}
 
 
 def markdown(report: dict) -> str:
@@ -265,7 +269,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.nightly_models", description=__doc__.split("\n\n")[0])
     parser.add_argument("--dataset", default="synthetic_music", choices=["synthetic_music", "ml-100k"])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--configs", nargs="*", default=["sasrec"], choices=list(CONFIGS))
+    parser.add_argument("--configs", nargs="*", default=["sasrec"],
+                        help=f"SASRec configurations: {', '.join(CONFIGS)} (with --ensemble-from: the reports' names)")
     parser.add_argument("--models", nargs="*", default=list(MODELS), choices=sorted(MODEL_NAMES))
     parser.add_argument("--home", default="/tmp/encore_nightly_models")
     parser.add_argument("--threads", type=int, help="torch threads (default: torch's)")
@@ -280,11 +285,13 @@ def main(argv: list[str] | None = None) -> int:
                              "model (mean log-softmax); default 1 = no ensemble")
     parser.add_argument("--ensemble-from", nargs="+", metavar="REPORT",
                         help="train nothing: form the --ensemble groups from the runs of these earlier reports "
-                             "(same --home and --dataset; e.g. seeds run side by side in several invocations)")
+                             "(same --home and --dataset; e.g. seeds run side by side in several invocations); "
+                             "with --ensemble 1, re-score each run's kept model (row <config>_kept)")
     parser.add_argument("--out")
     args = parser.parse_args(argv)
-    if args.ensemble_from and args.ensemble < 2:
-        parser.error("--ensemble-from needs --ensemble N >= 2")
+    unknown = [name for name in args.configs if name not in CONFIGS]
+    if unknown and not args.ensemble_from:
+        parser.error(f"unknown --configs {unknown}; known: {', '.join(CONFIGS)}")
     if args.ensemble > 1 and not args.ensemble_from and len(args.seeds) < args.ensemble:
         parser.error(f"--ensemble {args.ensemble} needs at least {args.ensemble} --seeds")
     apply_common_options(parser, args)

@@ -113,6 +113,14 @@ def test_ensembles_from_earlier_reports_group_their_runs_in_seed_order(tmp_path)
         earlier_runs(reports, ["sasrec"])
 
 
+def test_nightly_models_rejects_an_unknown_configuration_unless_it_names_earlier_runs(capsys):
+    from benchmarks.nightly_models import main
+
+    with pytest.raises(SystemExit):
+        main(["--configs", "sasrec_nope", "--models"])
+    assert "unknown --configs ['sasrec_nope']" in capsys.readouterr().err
+
+
 def test_nightly_models_table_shows_a_single_run_without_a_spread():
     from benchmarks.experiments import mean_std
     from benchmarks.nightly_models import COLUMNS, markdown

@@ -13,6 +13,7 @@ from encore.core import lake
 from encore.core.config import ConfigError
 from encore.core.contracts import MODEL_RUN, arrow_schema
 from training.data import SequenceData
+from training.evaluation import evaluate_model
 from training.inference import load_model_for_inference, recommend_top_k
 from training.models import build_model
 from toy_data import toy_data, toy_sequence_table, write_toy_marts
@@ -127,6 +128,27 @@ def test_ema_averages_every_step_and_is_what_is_validated_and_kept(toy, span):
     assert torch.allclose(model.item_emb.weight, expected, atol=1e-6)  # the kept (best) weights
     assert not torch.allclose(expected, after_step[-1], atol=1e-4)
     assert result.best_valid["ndcg@10"] == pytest.approx(trainer.evaluate()["ndcg@10"])
+
+
+@pytest.mark.parametrize("checkpoints", [False, True])
+def test_after_fit_the_test_split_is_scored_with_the_best_epochs_average_not_the_last(toy, tmp_path, checkpoints):
+    # validation says epoch 1 is best (a stub: 0.5, then 0.4, 0.3), training runs on to epoch 3
+    seed_everything(3)
+    trainer = Trainer(build_model("sasrec", toy.n_items, **SMALL), toy, settings(epochs=3, patience=5, ema_epochs=1),
+                      checkpoint_dir=tmp_path if checkpoints else None)
+    averages, real_evaluate, scores = {}, trainer._evaluate, iter([0.5, 0.4, 0.3])
+    trainer._evaluate = lambda split: {"ndcg@10": next(scores), "hr@10": 0.0}
+    trainer.on_epoch_end = lambda epoch, row: averages.update(
+        {epoch: {k: v.clone() for k, v in trainer.averaged_state().items()}})
+    result = trainer.fit(resume=False)
+    trainer._evaluate = real_evaluate
+    assert result.best_epoch == 1 and len(result.history) == 3
+    kept = trainer.model.state_dict()
+    assert all(torch.equal(kept[k], averages[1][k]) for k in averages[1])  # the kept model: epoch 1's average
+    assert not torch.allclose(averages[1]["item_emb.weight"], averages[3]["item_emb.weight"], atol=1e-4)
+    test_split = toy.split("test", trainer.settings.max_seq_len)
+    direct = evaluate_model(trainer.model, test_split, toy.n_items, exclude="history")
+    assert trainer.evaluate("test") == pytest.approx(direct)  # not the last epoch's average
 
 
 def test_ema_epochs_is_a_span_in_epochs_whatever_the_steps_per_epoch(toy):

@@ -487,3 +487,8 @@ class Trainer:
             self.model.load_state_dict(best["model"])
         elif getattr(self, "_best_weights", None) is not None:
             self.model.load_state_dict(self._best_weights)
+        else:
+            return
+        if self.ema is not None:  # the kept weights are the best epoch's average: later evaluations score them
+            state = self.model.state_dict()
+            self.ema = {k: state[k].detach().clone() for k in self.ema}

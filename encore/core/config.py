@@ -162,7 +162,7 @@ class TrainingConfig:
     # S-MoE-BST: also on the attention probabilities)
     dropout: float = 0.2
     # SASRec: on the attention probabilities. 0 since 2026-12-04: on CPU, without drawing its masks
-    # each epoch is 14-24 % shorter, for 0.7 % less NDCG@10 (README "Attention dropout off")
+    # each epoch is 14-24 % shorter, for NDCG@10 within the seeds' spread (README "Attention dropout off")
     attention_dropout: float = 0.0
     prediction_layer: bool = False  # SASRec / BERT4Rec: FC + GELU before the dot product (seed 000's)
     feedback_embedding: bool = True  # SASRec: embed each input event's skip flag beside its item

@@ -231,6 +231,19 @@ def test_mart_negatives_align_with_users_and_draws():
     assert torch.equal(without_oversampling.item_ids, negatives.item_ids) and (without_oversampling.oversampling == 1).all()
 
 
+def test_negatives_from_a_mart_built_before_the_oversampling_column_ask_for_a_rebuild(cfg):
+    from training.negatives import mix_negatives
+
+    table = toy_sequence_table(n_users=4, n_items=10, seed=0)
+    data = SequenceData.from_arrow(table, toy_training_examples(table))
+    old_mart = pa.Table.from_pylist([{"user_id": u, "mix": "HARD", "draw": 0, "negative_item_ids": ["i001"]}
+                                     for u in data.user_ids])
+    write_toy_marts(cfg, "2026-10-30", table, old_mart)
+    with pytest.raises(FileNotFoundError, match="no negative_oversampling column .* rebuild the dbt feature marts "
+                                                "for 2026-10-30"):
+        mix_negatives(cfg, "2026-10-30", data, "HARD")
+
+
 def test_eval_candidate_sets_align_with_the_test_rows():
     data = toy_data(n_users=3, n_items=10, seed=0)
     split = data.split("test", 8)

@@ -85,6 +85,10 @@ def mix_negatives(cfg: EncoreConfig, run_date: str | dt.date, data: SequenceData
 
     mix = check_mix(cfg, mix)
     day = dt.date.fromisoformat(str(run_date))
+    columns = query(cfg, "SELECT * FROM fct_user_negatives LIMIT 0").column_names
+    if "negative_oversampling" not in columns:
+        raise FileNotFoundError("fct_user_negatives has no negative_oversampling column (built before Encore "
+                                f"wrote it): rebuild the dbt feature marts for {day}")
     table = query(cfg, "SELECT user_id, draw, negative_item_ids, negative_oversampling FROM fct_user_negatives "
                        "WHERE run_date = ? AND mix = ?", [day, mix])
     if table.num_rows == 0:

@@ -332,6 +332,20 @@ def test_rerun_same_date_is_idempotent(built):
         assert (node["materialized"], node["incremental_strategy"], node["unique_key"]) == ("incremental", "delete+insert", "run_date")
 
 
+def test_a_feature_mart_built_before_a_new_column_gets_it_on_the_next_build(built):
+    # an upgrade adds a column to an incremental mart (here fct_user_negatives.negative_oversampling):
+    # the next build of the date appends it to the existing table instead of failing
+    import duckdb
+
+    cfg, _ = built
+    with duckdb.connect(cfg.paths.warehouse) as con:
+        con.execute("ALTER TABLE main.fct_user_negatives DROP COLUMN negative_oversampling")
+    dbt_build(cfg, D, selector=FEATURES)
+    rows = {(r["user_id"], r["mix"], r["draw"]): r
+            for r in _rows(cfg, "select * from main.fct_user_negatives where run_date = ?", [D])}
+    assert len(rows) == 8 and rows[("u2", "MEDIUM", 0)]["negative_oversampling"] == [2.0, 1.5, 0.5]
+
+
 # --------------------------------------------------------------------------- analyst marts
 
 

@@ -227,8 +227,17 @@ def test_mart_negatives_align_with_users_and_draws():
     assert objective.negatives[2].tolist() == [enc("i001"), enc("i002")]  # and epoch 3 draw 0 again
     corrected = MultiTaskObjective(negatives, MultiTaskSettings(phns_sampling_correction=0.5), ("short",), "HARD")
     assert corrected.offsets[2].tolist() == pytest.approx([0.5 * math.log(4.0), 0.5 * math.log(0.5)])
-    without_oversampling = negatives_from_arrow(rows.drop_columns(["negative_oversampling"]), data)
-    assert torch.equal(without_oversampling.item_ids, negatives.item_ids) and (without_oversampling.oversampling == 1).all()
+    # a mart row built before the column existed holds a null list (on_schema_change: append_new_columns)
+    appended = negatives_from_arrow(rows.set_column(
+        rows.column_names.index("negative_oversampling"), "negative_oversampling",
+        pa.array([None, [None], [2.0, 8.0], [3.0]], pa.list_(pa.float64()))), data)
+    assert torch.equal(appended.item_ids, negatives.item_ids)
+    assert appended.oversampling[2].tolist() == [[1.0, 1.0], [1.0, 1.0]]
+    assert appended.oversampling[0, 0].tolist() == [2.0, 1.0]
+    misaligned = rows.set_column(rows.column_names.index("negative_oversampling"), "negative_oversampling",
+                                 pa.array([[4.0], [None], [2.0, 8.0], [3.0]], pa.list_(pa.float64())))
+    with pytest.raises(ValueError, match="not aligned"):
+        negatives_from_arrow(misaligned, data)
 
 
 def test_negatives_from_a_mart_built_before_the_oversampling_column_ask_for_a_rebuild(cfg):

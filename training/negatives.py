@@ -50,10 +50,11 @@ class MixNegatives:
 
 
 def negatives_from_arrow(table: pa.Table, data: SequenceData) -> MixNegatives:
-    """``[users, draws, n]`` ids (and oversampling) from ``fct_user_negatives`` rows of one mix
-    (columns user_id, draw, negative_item_ids, optional negative_oversampling); users without
-    rows and unknown items get id 0, oversampling 1 (also where the lake had none: a partition
-    written before the column existed)."""
+    """``[users, draws, n]`` ids and oversampling from ``fct_user_negatives`` rows of one mix
+    (columns user_id, draw, negative_item_ids, negative_oversampling); users without rows and
+    unknown items get id 0. Oversampling is 1 where there is none: a null value (a lake partition
+    written before Spark wrote the column) or a null list (a mart row built before the column
+    existed, which ``on_schema_change: append_new_columns`` leaves null)."""
     draws = int(pc.max(table["draw"]).as_py()) + 1 if table.num_rows else 1
     lists = table.column("negative_item_ids").combine_chunks() if table.num_rows else pa.array([], pa.list_(pa.string()))
     width = int(pc.max(pc.list_value_length(lists)).as_py() or 0) if table.num_rows else 0
@@ -71,11 +72,15 @@ def negatives_from_arrow(table: pa.Table, data: SequenceData) -> MixNegatives:
     known = (user[row] >= 0) & (ids != PAD_ID)
     at = (user[row][known], draw[row][known], slot[known])
     ids_out[at] = ids[known]
-    if "negative_oversampling" in table.column_names:
-        oversampling = pc.list_flatten(table.column("negative_oversampling").combine_chunks())
-        if len(oversampling) != len(ids):
-            raise ValueError("fct_user_negatives: negative_oversampling is not aligned with negative_item_ids")
-        oversampling_out[at] = pc.fill_null(oversampling, 1.0).to_numpy(zero_copy_only=False)[known]
+    oversampling_lists = table.column("negative_oversampling").combine_chunks()
+    oversampling_lengths = pc.fill_null(pc.list_value_length(oversampling_lists), -1).to_numpy(zero_copy_only=False)
+    present = oversampling_lengths >= 0
+    if (oversampling_lengths[present] != lengths[present]).any():
+        raise ValueError("fct_user_negatives: negative_oversampling is not aligned with negative_item_ids")
+    oversampling = np.ones(len(ids), dtype=np.float32)
+    oversampling[np.repeat(present, lengths)] = pc.fill_null(pc.list_flatten(oversampling_lists), 1.0).to_numpy(
+        zero_copy_only=False)
+    oversampling_out[at] = oversampling[known]
     return MixNegatives(torch.from_numpy(ids_out), torch.from_numpy(oversampling_out))
 
 

@@ -280,8 +280,8 @@ def test_tiny_dataset_overfits_with_the_multitask_objective():
         for draw in range(2):
             chosen = rng.choice(unseen, size=min(10, len(unseen)), replace=False)
             negatives[user, draw, : len(chosen)] = torch.from_numpy(chosen)
-    objective = MultiTaskObjective(MixNegatives.uniform(negatives), MultiTaskSettings(), ("short", "mid", "long"),
-                                   "MEDIUM")
+    uniform = MixNegatives(negatives, torch.ones(negatives.shape))  # drawn uniformly: every oversampling 1
+    objective = MultiTaskObjective(uniform, MultiTaskSettings(), ("short", "mid", "long"), "MEDIUM")
     settings = TrainSettings(epochs=15, batch_size=16, lr=1e-2, max_seq_len=16, patience=50, seed=5, device="cpu",
                              progress=False)
     result = Trainer(model, clean, settings, objective=objective).fit()

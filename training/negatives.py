@@ -43,11 +43,6 @@ class MixNegatives:
     item_ids: torch.Tensor  # [users, draws, n] int64, 0 = none
     oversampling: torch.Tensor  # [users, draws, n] float32: phns_negatives.oversampling, 1 where unknown
 
-    @classmethod
-    def uniform(cls, item_ids: torch.Tensor) -> "MixNegatives":
-        """Negatives drawn uniformly (every oversampling 1)."""
-        return cls(item_ids, torch.ones(item_ids.shape, dtype=torch.float32))
-
 
 def negatives_from_arrow(table: pa.Table, data: SequenceData) -> MixNegatives:
     """``[users, draws, n]`` ids and oversampling from ``fct_user_negatives`` rows of one mix
